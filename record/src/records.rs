@@ -1,0 +1,549 @@
+//! Every record kind, its number and its fields. This file is the format: `docs/FORMAT.md`
+//! describes the same thing in prose. Times are CLOCK_MONOTONIC nanoseconds; `tid` is the
+//! kernel thread id; `errno` is 0 on success.
+
+use crate::codec::{Bytes, Dec, DecodeError, Hex, Wire};
+use crate::frame;
+use crate::wire_struct;
+
+/// Record kind numbers. Never reuse a number.
+pub mod kind {
+    pub const PROCESS: u16 = 1;
+    pub const IMAGE: u16 = 2;
+    pub const IMAGE_UNLOAD: u16 = 3;
+    pub const MMAP: u16 = 4;
+    pub const MUNMAP: u16 = 5;
+    pub const MREMAP: u16 = 6;
+    pub const MPROTECT: u16 = 7;
+    pub const MEMFD_CREATE: u16 = 8;
+    pub const SHMAT: u16 = 9;
+    pub const SHMDT: u16 = 10;
+    pub const DLOPEN: u16 = 11;
+    pub const DLCLOSE: u16 = 12;
+    pub const THREAD: u16 = 13;
+    pub const RECONCILE: u16 = 14;
+    pub const LOST: u16 = 15;
+    pub const EXEC: u16 = 16;
+    pub const EXIT: u16 = 17;
+    pub const WARNING: u16 = 18;
+}
+
+/// How the process came to be recorded.
+pub mod origin {
+    /// Started (or exec'd) with the agent preloaded.
+    pub const START: u8 = 0;
+    /// A fork child of `parent_pid`.
+    pub const FORK: u8 = 1;
+}
+
+wire_struct! {
+    /// First record of every file.
+    pub struct Process<'a> {
+        pub pid: u32,
+        pub ppid: u32,
+        pub origin: u8,
+        /// For a fork child: the pid it was forked from (and `origin_ts` the fork time).
+        pub parent_pid: u32,
+        pub origin_ts: u64,
+        pub uid: u32,
+        pub euid: u32,
+        pub start_mono_ns: u64,
+        /// CLOCK_REALTIME at the same instant as `start_mono_ns`.
+        pub start_wall_ns: u64,
+        pub page_size: u32,
+        pub kernel_release: Bytes<'a>,
+        pub hostname: Bytes<'a>,
+        pub machine: Bytes<'a>,
+        pub exe: Bytes<'a>,
+        pub cwd: Bytes<'a>,
+        pub argv: Vec<Bytes<'a>>,
+        /// 0 for the first program a pid ran under the agent, n for its n-th exec.
+        pub exec_gen: u32,
+        /// From the auxiliary vector: the executable's program headers, entry, the dynamic
+        /// linker's base and the vDSO.
+        pub at_phdr: u64,
+        pub at_entry: u64,
+        pub at_base: u64,
+        pub at_sysinfo_ehdr: u64,
+        pub agent_version: Bytes<'a>,
+    }
+}
+
+wire_struct! {
+    /// One ELF program header of a loaded image, as in its file.
+    pub struct Phdr {
+        pub p_type: u32,
+        pub p_flags: u32,
+        pub offset: u64,
+        pub vaddr: u64,
+        pub filesz: u64,
+        pub memsz: u64,
+        pub align: u64,
+    }
+}
+
+/// Why an image record was written.
+pub mod image_cause {
+    /// Already loaded when the agent started.
+    pub const STARTUP: u8 = 0;
+    /// Appeared during an interposed dlopen/dlmopen.
+    pub const DLOPEN: u8 = 1;
+    /// Found by the writer's periodic check of dl_iterate_phdr (loads the hooks cannot see,
+    /// such as glibc's internal NSS dlopen).
+    pub const RESCAN: u8 = 2;
+    /// Disappeared during an interposed dlclose.
+    pub const DLCLOSE: u8 = 3;
+}
+
+wire_struct! {
+    /// A loaded ELF image (executable, shared library, plugin, vDSO), from dl_iterate_phdr.
+    pub struct Image<'a> {
+        pub ts: u64,
+        /// Stable while loaded: the address of its program headers in memory.
+        pub id: u64,
+        pub cause: u8,
+        /// Load bias: runtime address minus link-time address.
+        pub bias: u64,
+        /// Real path; for the executable the agent reads /proc/self/exe.
+        pub path: Bytes<'a>,
+        pub dev_major: u32,
+        pub dev_minor: u32,
+        pub ino: u64,
+        /// GNU build-id from the image's in-memory PT_NOTE (empty if none).
+        pub build_id: Hex<'a>,
+        pub phdrs: Vec<Phdr>,
+    }
+}
+
+wire_struct! {
+    pub struct ImageUnload {
+        pub ts: u64,
+        pub id: u64,
+        pub bias: u64,
+        pub cause: u8,
+    }
+}
+
+wire_struct! {
+    /// An interposed mmap/mmap64. For file mappings the identity (device, inode) is taken at
+    /// call time; the path is resolved by the writer from the live mapping.
+    pub struct Mmap<'a> {
+        pub ts: u64,
+        pub tid: u32,
+        pub addr: u64,
+        pub len: u64,
+        pub prot: u32,
+        pub flags: u32,
+        pub fd: i32,
+        pub offset: u64,
+        /// The mapped address, or u64::MAX (MAP_FAILED) with `errno` set.
+        pub result: u64,
+        pub errno: i32,
+        pub dev_major: u32,
+        pub dev_minor: u32,
+        pub ino: u64,
+        /// As /proc/self/maps shows it ("/memfd:x (deleted)", "/dev/zero (deleted)").
+        pub path: Bytes<'a>,
+    }
+}
+
+wire_struct! {
+    pub struct Munmap {
+        pub ts: u64,
+        pub tid: u32,
+        pub addr: u64,
+        pub len: u64,
+        pub ret: i32,
+        pub errno: i32,
+    }
+}
+
+wire_struct! {
+    pub struct Mremap {
+        pub ts: u64,
+        pub tid: u32,
+        pub old_addr: u64,
+        pub old_len: u64,
+        pub new_len: u64,
+        pub flags: u32,
+        pub new_addr: u64,
+        pub result: u64,
+        pub errno: i32,
+    }
+}
+
+wire_struct! {
+    pub struct Mprotect {
+        pub ts: u64,
+        pub tid: u32,
+        pub addr: u64,
+        pub len: u64,
+        pub prot: u32,
+        pub ret: i32,
+        pub errno: i32,
+    }
+}
+
+wire_struct! {
+    pub struct MemfdCreate<'a> {
+        pub ts: u64,
+        pub tid: u32,
+        pub name: Bytes<'a>,
+        pub flags: u32,
+        pub fd: i32,
+        pub errno: i32,
+    }
+}
+
+wire_struct! {
+    pub struct Shmat {
+        pub ts: u64,
+        pub tid: u32,
+        pub shmid: i32,
+        pub addr: u64,
+        pub shmflg: i32,
+        pub result: u64,
+        pub errno: i32,
+        /// Segment size and key (from IPC_STAT by the writer; 0 if the segment was gone).
+        pub size: u64,
+        pub key: i32,
+    }
+}
+
+wire_struct! {
+    pub struct Shmdt {
+        pub ts: u64,
+        pub tid: u32,
+        pub addr: u64,
+        pub ret: i32,
+        pub errno: i32,
+    }
+}
+
+wire_struct! {
+    /// An interposed dlopen or dlmopen (`lmid` is -1 for dlopen).
+    pub struct Dlopen<'a> {
+        pub ts_start: u64,
+        pub ts: u64,
+        pub tid: u32,
+        pub filename: Bytes<'a>,
+        /// The path handed to the real dlopen when the agent resolved the caller's
+        /// RUNPATH/$ORIGIN itself; empty when the name was passed through unchanged.
+        pub resolved: Bytes<'a>,
+        pub flags: i32,
+        pub lmid: i64,
+        pub handle: u64,
+    }
+}
+
+wire_struct! {
+    pub struct Dlclose {
+        pub ts: u64,
+        pub tid: u32,
+        pub handle: u64,
+        pub ret: i32,
+    }
+}
+
+wire_struct! {
+    /// pthread_create returned: the new thread's stack and guard were mapped by glibc.
+    pub struct Thread {
+        pub ts: u64,
+        pub tid: u32,
+        pub thread: u64,
+        pub ret: i32,
+    }
+}
+
+/// What made the agent compare its view with the kernel's.
+pub mod trigger {
+    pub const BASELINE: u8 = 0;
+    pub const DLOPEN: u8 = 1;
+    pub const DLCLOSE: u8 = 2;
+    pub const THREAD: u8 = 3;
+    /// /proc/self/statm changed without a hooked call explaining it (malloc, brk, stacks).
+    pub const STATM: u8 = 4;
+    pub const SNAPSHOT: u8 = 5;
+    pub const EXIT: u8 = 6;
+    pub const EXEC: u8 = 7;
+    pub const FORK: u8 = 8;
+    pub const PERIODIC: u8 = 9;
+    pub const SHM: u8 = 10;
+
+    pub fn name(t: u8) -> &'static str {
+        match t {
+            BASELINE => "baseline",
+            DLOPEN => "dlopen",
+            DLCLOSE => "dlclose",
+            THREAD => "thread",
+            STATM => "statm",
+            SNAPSHOT => "snapshot",
+            EXIT => "exit",
+            EXEC => "exec",
+            FORK => "fork",
+            PERIODIC => "periodic",
+            SHM => "shm",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Region flags.
+pub mod rflags {
+    pub const SHARED: u8 = 1;
+}
+
+wire_struct! {
+    /// One line of /proc/self/maps.
+    pub struct RegionRec<'a> {
+        pub start: u64,
+        pub end: u64,
+        /// PROT_READ|PROT_WRITE|PROT_EXEC bits.
+        pub prot: u8,
+        pub flags: u8,
+        pub offset: u64,
+        pub dev_major: u32,
+        pub dev_minor: u32,
+        pub ino: u64,
+        pub name: Bytes<'a>,
+    }
+}
+
+pub mod change_op {
+    /// The kernel has a region the agent's view lacked.
+    pub const ADD: u8 = 1;
+    /// The agent's view had a region the kernel no longer has.
+    pub const REMOVE: u8 = 2;
+}
+
+wire_struct! {
+    pub struct Change<'a> {
+        pub op: u8,
+        pub region: RegionRec<'a>,
+    }
+}
+
+wire_struct! {
+    /// What the kernel's view (/proc/self/maps, read at `ts`) showed that the hooked calls had
+    /// not: glibc-internal mmaps, brk, ld.so mapping libraries, thread stacks. The changes
+    /// happened after `since` (the previous comparison) and no later than `ts`; when a hooked
+    /// call made the agent look (`trigger_ts` > 0), they are attributed to that call.
+    /// A BASELINE record lists the whole address space as additions.
+    pub struct Reconcile<'a> {
+        pub ts: u64,
+        pub since: u64,
+        pub trigger: u8,
+        pub trigger_ts: u64,
+        /// No hooked call was in flight while the kernel's view was read, so every change is
+        /// really invisible to the hooks (not an event still on its way to the writer).
+        pub quiescent: bool,
+        pub changes: Vec<Change<'a>>,
+    }
+}
+
+wire_struct! {
+    /// Events the agent had to drop (its channel was full), like PERF_RECORD_LOST.
+    pub struct Lost {
+        pub ts: u64,
+        pub count: u64,
+        pub since: u64,
+    }
+}
+
+wire_struct! {
+    /// The process is about to execve; what follows (if exec succeeds) is in a new file.
+    pub struct Exec<'a> {
+        pub ts: u64,
+        pub tid: u32,
+        pub path: Bytes<'a>,
+    }
+}
+
+pub mod exit_how {
+    pub const EXIT: u8 = 0;
+    pub const UNDERSCORE_EXIT: u8 = 1;
+    pub const SIGNAL: u8 = 2;
+    pub const EXEC: u8 = 3;
+    pub const DISABLED: u8 = 4;
+}
+
+wire_struct! {
+    /// Last record of a cleanly finished file.
+    pub struct Exit {
+        pub ts: u64,
+        pub how: u8,
+        /// Exit status, or signal number for SIGNAL.
+        pub code: i32,
+        /// Events dropped over the whole run (the LOST records add up to this).
+        pub lost_total: u64,
+        pub events_total: u64,
+    }
+}
+
+wire_struct! {
+    /// Something the agent could not do, in its own words.
+    pub struct Warning<'a> {
+        pub ts: u64,
+        pub text: Bytes<'a>,
+    }
+}
+
+/// A decoded record, borrowing its strings from the file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type"))]
+pub enum Record<'a> {
+    Process(Process<'a>),
+    Image(Image<'a>),
+    ImageUnload(ImageUnload),
+    Mmap(Mmap<'a>),
+    Munmap(Munmap),
+    Mremap(Mremap),
+    Mprotect(Mprotect),
+    MemfdCreate(MemfdCreate<'a>),
+    Shmat(Shmat),
+    Shmdt(Shmdt),
+    Dlopen(Dlopen<'a>),
+    Dlclose(Dlclose),
+    Thread(Thread),
+    Reconcile(Reconcile<'a>),
+    Lost(Lost),
+    Exec(Exec<'a>),
+    Exit(Exit),
+    Warning(Warning<'a>),
+    /// A kind this reader does not know (written by a newer agent): skipped, not an error.
+    Unknown {
+        kind: u16,
+        #[cfg_attr(feature = "serde", serde(skip))]
+        payload: &'a [u8],
+    },
+}
+
+macro_rules! record_kinds {
+    ($($variant:ident => $k:path),* $(,)?) => {
+        impl<'a> Record<'a> {
+            pub fn kind(&self) -> u16 {
+                match self { $(Record::$variant(_) => $k,)* Record::Unknown { kind, .. } => *kind }
+            }
+            pub fn name(&self) -> &'static str {
+                match self { $(Record::$variant(_) => stringify!($variant),)* Record::Unknown { .. } => "Unknown" }
+            }
+            /// Decodes one frame's payload.
+            pub fn decode(kind: u16, payload: &'a [u8]) -> Result<Self, DecodeError> {
+                let mut d = Dec::new(payload);
+                Ok(match kind {
+                    $($k => Record::$variant(Wire::get(&mut d)?),)*
+                    _ => Record::Unknown { kind, payload },
+                })
+            }
+            /// Appends this record as one frame.
+            pub fn encode(&self, out: &mut Vec<u8>) {
+                match self {
+                    $(Record::$variant(r) => frame::encode_frame($k, out, |o| r.put(o)),)*
+                    Record::Unknown { kind, payload } => {
+                        frame::encode_frame(*kind, out, |o| o.extend_from_slice(payload))
+                    }
+                }
+            }
+        }
+    };
+}
+
+record_kinds! {
+    Process => kind::PROCESS,
+    Image => kind::IMAGE,
+    ImageUnload => kind::IMAGE_UNLOAD,
+    Mmap => kind::MMAP,
+    Munmap => kind::MUNMAP,
+    Mremap => kind::MREMAP,
+    Mprotect => kind::MPROTECT,
+    MemfdCreate => kind::MEMFD_CREATE,
+    Shmat => kind::SHMAT,
+    Shmdt => kind::SHMDT,
+    Dlopen => kind::DLOPEN,
+    Dlclose => kind::DLCLOSE,
+    Thread => kind::THREAD,
+    Reconcile => kind::RECONCILE,
+    Lost => kind::LOST,
+    Exec => kind::EXEC,
+    Exit => kind::EXIT,
+    Warning => kind::WARNING,
+}
+
+impl Record<'_> {
+    /// The record's time, if it has one (Process uses its start time).
+    pub fn ts(&self) -> Option<u64> {
+        Some(match self {
+            Record::Process(r) => r.start_mono_ns,
+            Record::Image(r) => r.ts,
+            Record::ImageUnload(r) => r.ts,
+            Record::Mmap(r) => r.ts,
+            Record::Munmap(r) => r.ts,
+            Record::Mremap(r) => r.ts,
+            Record::Mprotect(r) => r.ts,
+            Record::MemfdCreate(r) => r.ts,
+            Record::Shmat(r) => r.ts,
+            Record::Shmdt(r) => r.ts,
+            Record::Dlopen(r) => r.ts,
+            Record::Dlclose(r) => r.ts,
+            Record::Thread(r) => r.ts,
+            Record::Reconcile(r) => r.ts,
+            Record::Lost(r) => r.ts,
+            Record::Exec(r) => r.ts,
+            Record::Exit(r) => r.ts,
+            Record::Warning(r) => r.ts,
+            Record::Unknown { .. } => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_roundtrip_through_frames() {
+        let recs = vec![
+            Record::Process(Process {
+                pid: 42,
+                exe: Bytes(b"/bin/true"),
+                argv: vec![Bytes(b"true"), Bytes(b"--x")],
+                ..Default::default()
+            }),
+            Record::Mmap(Mmap { ts: 5, addr: 0, len: 4096, result: 0x7000, path: Bytes(b"/x"), ..Default::default() }),
+            Record::Image(Image {
+                id: 1,
+                build_id: Hex(&[1, 2, 3]),
+                phdrs: vec![Phdr { p_type: 1, vaddr: 0x1000, ..Default::default() }],
+                ..Default::default()
+            }),
+            Record::Reconcile(Reconcile {
+                ts: 9,
+                changes: vec![Change { op: change_op::ADD, region: RegionRec { start: 1, end: 2, ..Default::default() } }],
+                ..Default::default()
+            }),
+            Record::Unknown { kind: 999, payload: b"future" },
+        ];
+        let mut file = Vec::new();
+        frame::encode_file_header(&mut file);
+        for r in &recs {
+            r.encode(&mut file);
+        }
+        let back: Vec<Record> = frame::Frames::new(&file)
+            .map(|f| {
+                let f = f.unwrap();
+                Record::decode(f.kind, f.payload).unwrap()
+            })
+            .collect();
+        assert_eq!(back, recs);
+    }
+
+    #[test]
+    fn newer_payload_with_appended_fields_still_decodes() {
+        let mut p = Vec::new();
+        Munmap { ts: 1, tid: 2, addr: 3, len: 4, ret: 0, errno: 0 }.put(&mut p);
+        p.extend_from_slice(b"fields from a later minor version");
+        assert!(matches!(Record::decode(kind::MUNMAP, &p), Ok(Record::Munmap(Munmap { addr: 3, .. }))));
+        assert!(Record::decode(kind::MUNMAP, &p[..10]).is_err());
+    }
+}
