@@ -11,6 +11,7 @@ pub mod frame;
 pub mod model;
 pub mod records;
 pub mod region;
+pub mod replay;
 
 pub use codec::{Bytes, DecodeError, Hex};
 pub use records::Record;

@@ -269,6 +269,16 @@ impl AddressSpace {
         out
     }
 
+    /// Removes the parts of [r.start, r.end) still mapped with r's identity (a reconcile
+    /// removal applied to a view that may have moved on).
+    pub fn remove_matching(&mut self, r: &Region) {
+        for piece in self.clipped(r.start, r.end) {
+            if piece.same_identity(r) {
+                self.unmap(piece.start, piece.end);
+            }
+        }
+    }
+
     /// Applies one reconcile change.
     pub fn apply(&mut self, d: &Diff) {
         match d {

@@ -66,6 +66,10 @@ wire_struct! {
         pub at_base: u64,
         pub at_sysinfo_ehdr: u64,
         pub agent_version: Bytes<'a>,
+        /// The agent's own memory (one anonymous mapping), so tools can name it even where
+        /// the kernel cannot (no CONFIG_ANON_VMA_NAME).
+        pub agent_heap_start: u64,
+        pub agent_heap_end: u64,
     }
 }
 
@@ -196,7 +200,7 @@ wire_struct! {
 }
 
 wire_struct! {
-    pub struct Shmat {
+    pub struct Shmat<'a> {
         pub ts: u64,
         pub tid: u32,
         pub shmid: i32,
@@ -207,6 +211,10 @@ wire_struct! {
         /// Segment size and key (from IPC_STAT by the writer; 0 if the segment was gone).
         pub size: u64,
         pub key: i32,
+        /// The mapping as the kernel names it ("/SYSV0000abcd (deleted)") and its device.
+        pub name: Bytes<'a>,
+        pub dev_major: u32,
+        pub dev_minor: u32,
     }
 }
 
@@ -326,8 +334,9 @@ wire_struct! {
 wire_struct! {
     /// What the kernel's view (/proc/self/maps, read at `ts`) showed that the hooked calls had
     /// not: glibc-internal mmaps, brk, ld.so mapping libraries, thread stacks. The changes
-    /// happened after `since` (the previous comparison) and no later than `ts`; when a hooked
-    /// call made the agent look (`trigger_ts` > 0), they are attributed to that call.
+    /// happened after `since` (the last moment the agent saw its model agree with the kernel)
+    /// and no later than `ts`. When a hooked call made the agent look (dlopen, pthread_create),
+    /// `trigger_ts` is when that call started and the changes are attributed to it.
     /// A BASELINE record lists the whole address space as additions.
     pub struct Reconcile<'a> {
         pub ts: u64,
@@ -401,7 +410,7 @@ pub enum Record<'a> {
     Mremap(Mremap),
     Mprotect(Mprotect),
     MemfdCreate(MemfdCreate<'a>),
-    Shmat(Shmat),
+    Shmat(Shmat<'a>),
     Shmdt(Shmdt),
     Dlopen(Dlopen<'a>),
     Dlclose(Dlclose),

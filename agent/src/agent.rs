@@ -1,0 +1,179 @@
+//! The one live agent of this process: its channel, pool, counters and the request protocol
+//! the application side uses to ask the writer for a flush. A null pointer means "not
+//! recording" (before the constructor, disabled, inert under setuid, after exit).
+
+use crate::config::Config;
+use crate::event::Event;
+use crate::pool::Pool;
+use crate::{sys, tls};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+pub struct Agent {
+    pub pid: i32,
+    pub cfg: Config,
+    pub tx: Sender<Event>,
+    pub rx: Receiver<Event>,
+    pub pool: Pool,
+    /// Events dropped since the writer last looked (channel or pool full).
+    pub lost: AtomicU64,
+    pub lost_total: AtomicU64,
+    /// Mapping calls started and finished: equal means none is in flight (see writer::reconcile).
+    pub started: AtomicU64,
+    pub finished: AtomicU64,
+    /// Futex word the writer sleeps on.
+    pub wake: AtomicU32,
+    pub ctl: Control,
+    pub origin: u8,
+    pub parent_pid: u32,
+    pub origin_ts: u64,
+    pub start_mono: u64,
+    pub start_wall: u64,
+    /// /proc/self/exe at start.
+    pub exe: Vec<u8>,
+    /// The output file, once the writer opened it (-1 before); a fork child closes the
+    /// parent's copy.
+    pub out_fd: AtomicI32,
+}
+
+static AGENT: AtomicPtr<Agent> = AtomicPtr::new(core::ptr::null_mut());
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// The agent, if recording and the calling thread is not already inside agent code.
+#[inline(always)]
+pub fn recording() -> Option<&'static Agent> {
+    let p = AGENT.load(Ordering::Acquire);
+    if p.is_null() || tls::get().depth != 0 {
+        return None;
+    }
+    Some(unsafe { &*p })
+}
+
+/// The agent regardless of the calling thread (lifecycle paths).
+pub fn current() -> Option<&'static Agent> {
+    let p = AGENT.load(Ordering::Acquire);
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+pub fn install(a: Box<Agent>) {
+    // Leaked on purpose: hooks on other threads may still hold a reference after it is
+    // replaced (fork child) or deactivated (exit).
+    AGENT.store(Box::into_raw(a), Ordering::Release);
+}
+
+/// Stops recording (after exit or exec); hooks pass through from now on.
+pub fn deactivate() {
+    AGENT.store(core::ptr::null_mut(), Ordering::Release);
+}
+
+/// An internal failure: one line on stderr, the application carries on unobserved.
+pub fn disable(reason: &[u8]) {
+    deactivate();
+    if !DISABLED.swap(true, Ordering::AcqRel) {
+        sys::stderr_line(&[b"mapagent: disabled: ", reason]);
+    }
+}
+
+impl Agent {
+    pub fn new(cfg: Config, origin: u8, parent_pid: u32, origin_ts: u64, exe: Vec<u8>) -> Box<Agent> {
+        let (tx, rx) = bounded(cfg.buffer);
+        Box::new(Agent {
+            pid: sys::getpid(),
+            pool: Pool::new(64),
+            cfg,
+            tx,
+            rx,
+            lost: AtomicU64::new(0),
+            lost_total: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            wake: AtomicU32::new(0),
+            ctl: Control::default(),
+            origin,
+            parent_pid,
+            origin_ts,
+            start_mono: sys::now(),
+            start_wall: sys::clock(libc::CLOCK_REALTIME),
+            exe,
+            out_fd: AtomicI32::new(-1),
+        })
+    }
+
+    /// Hands an event to the writer; never blocks. A full channel drops and counts it.
+    #[inline]
+    pub fn push(&self, ev: Event) {
+        match self.tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
+                if ev.slot != crate::event::NO_SLOT {
+                    self.pool.give(ev.slot);
+                }
+                self.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts an event that could not even be built (no pool slot).
+    pub fn drop_one(&self) {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn wake_writer(&self) {
+        self.wake.store(1, Ordering::Release);
+        sys::futex_wake(&self.wake);
+    }
+}
+
+pub mod req {
+    pub const FLUSH: u32 = 1;
+    pub const EXIT: u32 = 2;
+    pub const SNAPSHOT: u32 = 4;
+}
+
+/// Requests from application threads to the writer, and the writer's acknowledgements.
+#[derive(Default)]
+pub struct Control {
+    pub pending: AtomicU32,
+    pub seq: AtomicU32,
+    /// Last request sequence number the writer completed; futex word for waiters.
+    pub done: AtomicU32,
+    pub exit_how: AtomicU32,
+    pub exit_code: AtomicI32,
+}
+
+impl Control {
+    /// Posts a request and wakes the writer; returns its sequence number.
+    pub fn post(&self, ag: &Agent, what: u32) -> u32 {
+        self.pending.fetch_or(what, Ordering::AcqRel);
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        ag.wake_writer();
+        seq
+    }
+
+    /// Waits (bounded) until the writer completed request `seq`. Async-signal-safe.
+    pub fn wait(&self, seq: u32, timeout_ns: u64) -> bool {
+        let deadline = sys::now() + timeout_ns;
+        loop {
+            let d = self.done.load(Ordering::Acquire);
+            if d.wrapping_sub(seq) as i32 >= 0 {
+                return true;
+            }
+            let now = sys::now();
+            if now >= deadline {
+                return false;
+            }
+            sys::futex_wait(&self.done, d, (deadline - now).min(10_000_000));
+        }
+    }
+
+    /// Writer side: takes the pending request bits and the sequence they cover.
+    pub fn take(&self) -> (u32, u32) {
+        let seq = self.seq.load(Ordering::Acquire);
+        (self.pending.swap(0, Ordering::AcqRel), seq)
+    }
+
+    pub fn complete(&self, seq: u32) {
+        self.done.store(seq, Ordering::Release);
+        sys::futex_wake(&self.done);
+    }
+}

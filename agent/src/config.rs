@@ -1,0 +1,84 @@
+//! Settings from the environment, read once in the constructor. A bad value gets one line on
+//! stderr and the default; it never stops the application.
+
+use crate::sys;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Absolute output directory (MAPAGENT_DIR, default ./mapagent-data).
+    pub dir: PathBuf,
+    /// Capacity of the event channel, in events (MAPAGENT_BUFFER).
+    pub buffer: usize,
+    /// Longest the writer sleeps between drains, in ms (MAPAGENT_FLUSH_MS).
+    pub flush_ms: u64,
+    /// Minimum time between full reconciliations not forced by an event, in ms
+    /// (MAPAGENT_RECONCILE_MS); 0 disables periodic ones (statm-triggered ones stay).
+    pub reconcile_ms: u64,
+    /// tracing level for diagnostics (MAPAGENT_LOG), None = silent.
+    pub log: Option<tracing::Level>,
+}
+
+fn warn(var: &str, val: &str, why: &str, default: &str) {
+    sys::stderr_line(&[
+        b"mapagent: ignoring ",
+        var.as_bytes(),
+        b"=",
+        val.as_bytes(),
+        b" (",
+        why.as_bytes(),
+        b"); using ",
+        default.as_bytes(),
+    ]);
+}
+
+fn num(var: &str, default: u64, min: u64, max: u64) -> u64 {
+    let Some(v) = std::env::var_os(var) else { return default };
+    let s = v.to_string_lossy();
+    match s.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => n,
+        Ok(_) => {
+            warn(var, &s, &format!("must be between {min} and {max}"), &default.to_string());
+            default
+        }
+        Err(_) => {
+            warn(var, &s, "not a number", &default.to_string());
+            default
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Config {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let dir = match std::env::var_os("MAPAGENT_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => PathBuf::from(OsString::from_vec(b"mapagent-data".to_vec())),
+        };
+        let dir = if dir.is_absolute() { dir } else { cwd.join(dir) };
+        let log = std::env::var("MAPAGENT_LOG").ok().and_then(|s| {
+            let s = s.trim().to_ascii_lowercase();
+            match s.as_str() {
+                "" | "0" | "off" => None,
+                "error" => Some(tracing::Level::ERROR),
+                "warn" => Some(tracing::Level::WARN),
+                "1" | "info" => Some(tracing::Level::INFO),
+                "debug" => Some(tracing::Level::DEBUG),
+                "trace" => Some(tracing::Level::TRACE),
+                _ => {
+                    warn("MAPAGENT_LOG", &s, "expected error|warn|info|debug|trace", "info");
+                    Some(tracing::Level::INFO)
+                }
+            }
+        });
+        Config {
+            dir,
+            buffer: num("MAPAGENT_BUFFER", 16384, 64, 1 << 22) as usize,
+            flush_ms: num("MAPAGENT_FLUSH_MS", 50, 1, 10_000),
+            reconcile_ms: num("MAPAGENT_RECONCILE_MS", 1000, 0, 3_600_000),
+            log,
+        }
+    }
+}

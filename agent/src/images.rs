@@ -1,0 +1,225 @@
+//! Which ELF images are loaded: dl_iterate_phdr diffed against a table of known images.
+//! dl_iterate_phdr is the source of truth (ld.so maps libraries with its internal mmap, which
+//! no hook sees). It is called only after dlopen/dlclose return and from the writer thread,
+//! never inside a mapping hook (it takes the loader's write lock).
+
+use core::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+pub type Phdr = libc::Elf64_Phdr;
+
+/// One loaded image as the callback sees it; borrowed from the loader's data, valid only
+/// inside the callback.
+pub struct Seen<'a> {
+    pub key: u64,
+    pub bias: u64,
+    pub name: &'a [u8],
+    pub phdrs: &'a [Phdr],
+    pub build_id: &'a [u8],
+}
+
+pub trait Sink {
+    /// Returns false if the image could not be reported (it is then reported again later).
+    fn load(&mut self, img: &Seen<'_>) -> bool;
+    fn unload(&mut self, key: u64, bias: u64);
+}
+
+struct Known {
+    key: u64,
+    bias: u64,
+    gen: u32,
+}
+
+struct Table {
+    known: Vec<Known>,
+    gen: u32,
+    adds: u64,
+    subs: u64,
+    /// A change was seen but could not be reported: walk again even if the counters match.
+    stale: bool,
+}
+
+const MAX_KNOWN: usize = 8192;
+
+static TABLE: AtomicPtr<Table> = AtomicPtr::new(core::ptr::null_mut());
+static WALKING: AtomicBool = AtomicBool::new(false);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// The executable's path (its dlpi_name is empty), set once at start.
+static EXE: AtomicPtr<Vec<u8>> = AtomicPtr::new(core::ptr::null_mut());
+
+pub fn init(exe: Vec<u8>) {
+    let t = Box::new(Table { known: Vec::with_capacity(MAX_KNOWN), gen: 0, adds: 0, subs: 0, stale: true });
+    TABLE.store(Box::into_raw(t), Ordering::Release);
+    EXE.store(Box::into_raw(Box::new(exe)), Ordering::Release);
+}
+
+/// In a fork child: a walk in progress on another parent thread never finishes here.
+pub fn reset_after_fork() {
+    WALKING.store(false, Ordering::Release);
+}
+
+pub fn exe_path() -> &'static [u8] {
+    let p = EXE.load(Ordering::Acquire);
+    if p.is_null() {
+        b""
+    } else {
+        unsafe { &*p }
+    }
+}
+
+/// Reports images that appeared or vanished since the last walk to `sink`. Lock-free for
+/// callers: if another thread is walking, it walks again on our behalf and we return at once.
+pub fn rescan(sink: &mut dyn Sink) {
+    let t = TABLE.load(Ordering::Acquire);
+    if t.is_null() {
+        return;
+    }
+    REQUESTS.fetch_add(1, Ordering::AcqRel);
+    loop {
+        if WALKING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let r = REQUESTS.load(Ordering::Acquire);
+        unsafe { diff_walk(&mut *t, sink) };
+        WALKING.store(false, Ordering::Release);
+        if REQUESTS.load(Ordering::Acquire) == r {
+            return;
+        }
+    }
+}
+
+/// Lists every loaded image, without touching the table (a new record file starts with all).
+pub fn list_all(sink: &mut dyn Sink) {
+    struct Ctx<'s> {
+        sink: &'s mut dyn Sink,
+    }
+    unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        let ctx = &mut *(data as *mut Ctx);
+        let info = &*info;
+        with_seen(info, |s| {
+            ctx.sink.load(s);
+        });
+        0
+    }
+    let mut ctx = Ctx { sink };
+    unsafe { libc::dl_iterate_phdr(Some(cb), &mut ctx as *mut Ctx as *mut c_void) };
+}
+
+/// Walks once and diffs against the table. Callers hold WALKING.
+unsafe fn diff_walk(t: &mut Table, sink: &mut dyn Sink) {
+    struct Ctx<'s> {
+        t: &'s mut Table,
+        sink: &'s mut dyn Sink,
+        first: bool,
+        force: bool,
+        skipped: bool,
+    }
+    unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, size: usize, data: *mut c_void) -> c_int {
+        let ctx = &mut *(data as *mut Ctx);
+        let info = &*info;
+        if ctx.first {
+            ctx.first = false;
+            // dlpi_adds/dlpi_subs only change when the loader's list does.
+            if size >= core::mem::offset_of!(libc::dl_phdr_info, dlpi_tls_modid) {
+                let (adds, subs) = (info.dlpi_adds, info.dlpi_subs);
+                if !ctx.force && adds == ctx.t.adds && subs == ctx.t.subs {
+                    ctx.skipped = true;
+                    return 1;
+                }
+                ctx.t.adds = adds;
+                ctx.t.subs = subs;
+            }
+        }
+        let key = info.dlpi_phdr as u64;
+        let gen = ctx.t.gen;
+        if let Some(k) = ctx.t.known.iter_mut().find(|k| k.key == key && k.bias == info.dlpi_addr) {
+            k.gen = gen;
+            return 0;
+        }
+        if ctx.t.known.len() >= MAX_KNOWN {
+            ctx.t.stale = true;
+            return 0;
+        }
+        let mut accepted = false;
+        with_seen(info, |s| accepted = ctx.sink.load(s));
+        if accepted {
+            ctx.t.known.push(Known { key, bias: info.dlpi_addr, gen });
+        } else {
+            ctx.t.stale = true;
+        }
+        0
+    }
+    t.gen = t.gen.wrapping_add(1);
+    let was_stale = t.stale;
+    t.stale = false;
+    let gen = t.gen;
+    let mut ctx = Ctx { t, sink, first: true, force: was_stale, skipped: false };
+    libc::dl_iterate_phdr(Some(cb), &mut ctx as *mut Ctx as *mut c_void);
+    if ctx.skipped {
+        // Nothing changed: keep the previous generation's marks valid.
+        for k in ctx.t.known.iter_mut() {
+            k.gen = gen;
+        }
+        return;
+    }
+    let mut i = 0;
+    while i < ctx.t.known.len() {
+        if ctx.t.known[i].gen != gen {
+            let k = ctx.t.known.swap_remove(i);
+            ctx.sink.unload(k.key, k.bias);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+unsafe fn with_seen(info: &libc::dl_phdr_info, f: impl FnOnce(&Seen<'_>)) {
+    let phdrs: &[Phdr] = if info.dlpi_phdr.is_null() {
+        &[]
+    } else {
+        core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize)
+    };
+    let name: &[u8] = if info.dlpi_name.is_null() {
+        b""
+    } else {
+        core::ffi::CStr::from_ptr(info.dlpi_name).to_bytes()
+    };
+    // The executable's dlpi_name is empty; use the path from /proc/self/exe.
+    let name = if name.is_empty() && is_main(info) { exe_path() } else { name };
+    let build_id = build_id(info.dlpi_addr, phdrs).unwrap_or(b"");
+    f(&Seen { key: info.dlpi_phdr as u64, bias: info.dlpi_addr, name, phdrs, build_id });
+}
+
+fn is_main(info: &libc::dl_phdr_info) -> bool {
+    let at_phdr = unsafe { libc::getauxval(libc::AT_PHDR) };
+    info.dlpi_phdr as u64 == at_phdr
+}
+
+/// The GNU build-id from the image's PT_NOTE in memory. Only notes that lie inside the
+/// file-backed part of a PT_LOAD are read, so this never touches unmapped memory.
+pub fn build_id<'a>(bias: u64, phdrs: &'a [Phdr]) -> Option<&'a [u8]> {
+    use object::read::elf::NoteIterator;
+    type Hdr = object::elf::FileHeader64<object::Endianness>;
+    for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_NOTE) {
+        let (start, len) = (ph.p_vaddr, ph.p_filesz);
+        let end = start.checked_add(len)?;
+        let inside = phdrs.iter().any(|l| {
+            l.p_type == libc::PT_LOAD && l.p_vaddr <= start && end <= l.p_vaddr.saturating_add(l.p_filesz)
+        });
+        if !inside || len == 0 || len > 1 << 20 {
+            continue;
+        }
+        let data: &'a [u8] = unsafe { core::slice::from_raw_parts(bias.wrapping_add(start) as *const u8, len as usize) };
+        let align = if ph.p_align == 8 { 8 } else { 4 };
+        let Ok(mut notes) = NoteIterator::<Hdr>::new(object::Endianness::Little, align, data) else { continue };
+        while let Ok(Some(note)) = notes.next() {
+            if note.name() == b"GNU" && note.n_type(object::Endianness::Little) == object::elf::NT_GNU_BUILD_ID {
+                let d = note.desc();
+                if !d.is_empty() && d.len() <= 64 {
+                    return Some(d);
+                }
+            }
+        }
+    }
+    None
+}

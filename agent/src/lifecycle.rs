@@ -1,0 +1,171 @@
+//! Start, fork, exec, exit and fatal signals: the moments the agent must (re)start recording or
+//! get everything onto disk before the process image goes away.
+
+use crate::agent::{self, req, Agent};
+use crate::config::Config;
+use crate::event::{Event, Kind};
+use crate::pool::SlotWriter;
+use crate::{arena, images, sys, tls, writer};
+use core::ffi::{c_char, c_int, c_void};
+use mapagent_record::records::{exit_how, origin};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How long an exiting or exec'ing thread waits for the writer.
+const EXIT_WAIT_NS: u64 = 2_000_000_000;
+const CRASH_WAIT_NS: u64 = 1_000_000_000;
+
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// The constructor: sets everything up and starts the writer. Runs before main.
+pub fn init() {
+    // setuid/setgid or other secure-execution: stay completely inert.
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return;
+    }
+    if std::env::var_os("MAPAGENT_OFF").is_some_and(|v| !v.is_empty() && v != "0") {
+        return;
+    }
+    let _g = tls::Guard::enter();
+    let cfg = Config::from_env();
+    crate::log::init(cfg.log);
+    crate::real::resolve_all();
+    let exe = sys::readlink(c"/proc/self/exe").unwrap_or_default();
+    images::init(exe.clone());
+    // Claim the images present now, so the first dlopen reports only what it loaded.
+    images::rescan(&mut NullSink);
+    let ag = Agent::new(cfg, origin::START, 0, 0, exe);
+    agent::install(ag);
+    unsafe {
+        libc_on_exit(at_exit, core::ptr::null_mut());
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+    install_crash_handlers();
+    start_writer();
+    tracing::debug!("agent started");
+}
+
+struct NullSink;
+impl images::Sink for NullSink {
+    fn load(&mut self, _: &images::Seen<'_>) -> bool {
+        true
+    }
+    fn unload(&mut self, _: u64, _: u64) {}
+}
+
+fn start_writer() {
+    if let Some(ag) = agent::current() {
+        if writer::spawn(ag).is_err() {
+            agent::disable(b"cannot start the writer thread");
+        }
+    }
+}
+
+extern "C" {
+    /// glibc's atexit variant that passes the exit status.
+    #[link_name = "on_exit"]
+    fn libc_on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+}
+
+extern "C" fn at_exit(status: c_int, _: *mut c_void) {
+    on_exit_now(exit_how::EXIT, status, EXIT_WAIT_NS);
+}
+
+/// The process is ending (exit, _exit, fatal signal): final reconcile, Exit record, close.
+pub fn exiting(how: u8, code: c_int) {
+    on_exit_now(how, code, EXIT_WAIT_NS);
+}
+
+fn on_exit_now(how: u8, code: c_int, wait_ns: u64) {
+    let Some(ag) = agent::current() else { return };
+    // A vfork child shares our memory but is not us; the writer thread is not ours to stop.
+    if sys::getpid() != ag.pid || tls::is_writer() {
+        return;
+    }
+    if EXITING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    ag.ctl.exit_how.store(how as u32, Ordering::Release);
+    ag.ctl.exit_code.store(code, Ordering::Release);
+    let seq = ag.ctl.post(ag, req::EXIT);
+    ag.ctl.wait(seq, wait_ns);
+}
+
+/// Before execve and friends: record the exec and make the writer put everything on disk.
+pub unsafe fn before_exec(path: *const c_char) {
+    let Some(ag) = agent::current() else { return };
+    if sys::getpid() != ag.pid || tls::is_writer() {
+        return;
+    }
+    if let Some(slot) = ag.pool.take() {
+        SlotWriter::new(ag.pool.bytes(slot)).cstr(path);
+        let mut ev = Event::new(Kind::Exec, [0; 8]);
+        ev.slot = slot;
+        ag.push(ev);
+    } else {
+        ag.drop_one();
+    }
+    let seq = ag.ctl.post(ag, req::FLUSH);
+    ag.ctl.wait(seq, EXIT_WAIT_NS);
+}
+
+extern "C" fn fork_prepare() {
+    arena::fork_prepare();
+}
+
+extern "C" fn fork_parent() {
+    arena::fork_release();
+}
+
+/// The child of fork(): its own record file, its own writer, its parent noted.
+extern "C" fn fork_child() {
+    arena::fork_release();
+    tls::reset_after_fork();
+    images::reset_after_fork();
+    EXITING.store(false, Ordering::Release);
+    let Some(old) = agent::current() else { return };
+    let _g = tls::Guard::enter();
+    let ts = sys::now();
+    let fd = old.out_fd.load(Ordering::Acquire);
+    if fd >= 0 {
+        unsafe { libc::close(fd) };
+    }
+    let ag = Agent::new(old.cfg.clone(), origin::FORK, old.pid as u32, ts, old.exe.clone());
+    agent::install(ag);
+    start_writer();
+}
+
+const CRASH_SIGNALS: [c_int; 7] =
+    [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGABRT, libc::SIGTRAP, libc::SIGSYS];
+
+/// Handlers for crash signals whose disposition is still the default, so a crashing process
+/// still gets its last records written. Asynchronous signals (SIGINT, SIGTERM) are left alone:
+/// runtimes such as Python install their own only where the default is in place.
+fn install_crash_handlers() {
+    for &sig in &CRASH_SIGNALS {
+        unsafe {
+            let mut old: libc::sigaction = core::mem::zeroed();
+            if libc::sigaction(sig, core::ptr::null(), &mut old) != 0 || old.sa_sigaction != libc::SIG_DFL {
+                continue;
+            }
+            let mut sa: libc::sigaction = core::mem::zeroed();
+            sa.sa_sigaction = on_fatal as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESETHAND;
+            libc::sigfillset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, core::ptr::null_mut());
+        }
+    }
+}
+
+/// Flushes, then lets the signal do what it would have done (SA_RESETHAND restored the
+/// default): a fault re-occurs when we return; a sent signal is raised again.
+extern "C" fn on_fatal(sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void) {
+    let e = sys::errno();
+    on_exit_now(exit_how::SIGNAL, sig, CRASH_WAIT_NS);
+    let code = if info.is_null() { 0 } else { unsafe { (*info).si_code } };
+    if code <= 0 {
+        unsafe {
+            libc::syscall(libc::SYS_tgkill, sys::getpid(), sys::gettid(), sig);
+        }
+    }
+    sys::set_errno(e);
+}

@@ -1,0 +1,179 @@
+//! Raw system calls. The mapping calls go straight to the kernel (no dlsym(RTLD_NEXT), which
+//! can call calloc before the agent is ready); everything here is async-signal-safe and
+//! allocation-free.
+
+use core::ffi::{c_int, c_long, c_void};
+
+#[inline]
+pub fn errno() -> c_int {
+    unsafe { *libc::__errno_location() }
+}
+
+#[inline]
+pub fn set_errno(e: c_int) {
+    unsafe { *libc::__errno_location() = e }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, through the vDSO.
+#[inline]
+pub fn now() -> u64 {
+    clock(libc::CLOCK_MONOTONIC)
+}
+
+#[inline]
+pub fn clock(id: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+}
+
+#[inline]
+pub unsafe fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+    libc::syscall(libc::SYS_mmap, addr, len, prot as c_long, flags as c_long, fd as c_long, off) as *mut c_void
+}
+
+#[inline]
+pub unsafe fn munmap(addr: *mut c_void, len: usize) -> c_int {
+    libc::syscall(libc::SYS_munmap, addr, len) as c_int
+}
+
+#[inline]
+pub unsafe fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, new_addr: *mut c_void) -> *mut c_void {
+    libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags as c_long, new_addr) as *mut c_void
+}
+
+#[inline]
+pub unsafe fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> c_int {
+    libc::syscall(libc::SYS_mprotect, addr, len, prot as c_long) as c_int
+}
+
+#[inline]
+pub unsafe fn memfd_create(name: *const libc::c_char, flags: libc::c_uint) -> c_int {
+    libc::syscall(libc::SYS_memfd_create, name, flags as c_long) as c_int
+}
+
+#[inline]
+pub unsafe fn shmat(id: c_int, addr: *const c_void, flg: c_int) -> *mut c_void {
+    libc::syscall(libc::SYS_shmat, id as c_long, addr, flg as c_long) as *mut c_void
+}
+
+#[inline]
+pub unsafe fn shmdt(addr: *const c_void) -> c_int {
+    libc::syscall(libc::SYS_shmdt, addr) as c_int
+}
+
+pub fn gettid() -> i32 {
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+pub fn getpid() -> i32 {
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
+/// Device and inode of an open file, without blocking on a network filesystem
+/// (AT_STATX_DONT_SYNC uses cached attributes).
+pub fn fd_identity(fd: c_int) -> Option<(u32, u32, u64)> {
+    let mut stx: libc::statx = unsafe { core::mem::zeroed() };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            fd as c_long,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC) as c_long,
+            libc::STATX_INO as c_long,
+            &mut stx as *mut libc::statx,
+        )
+    };
+    (r == 0).then_some((stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino))
+}
+
+/// write(2) until done or an error; returns false on error.
+pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), c_int> {
+    while !buf.is_empty() {
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(libc::ENOSPC);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// One line on stderr, with no allocation: safe from any context.
+pub fn stderr_line(parts: &[&[u8]]) {
+    let mut buf = [0u8; 512];
+    let mut n = 0;
+    for p in parts {
+        let take = p.len().min(buf.len() - 1 - n);
+        buf[n..n + take].copy_from_slice(&p[..take]);
+        n += take;
+    }
+    buf[n] = b'\n';
+    let _ = write_all(2, &buf[..n + 1]);
+}
+
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ns: u64) {
+    let ts = libc::timespec { tv_sec: (timeout_ns / 1_000_000_000) as _, tv_nsec: (timeout_ns % 1_000_000_000) as _ };
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX);
+    }
+}
+
+/// Reads a whole (small, /proc) file into `buf`, reusing its capacity.
+pub fn read_file(path: &core::ffi::CStr, buf: &mut Vec<u8>) -> Result<(), c_int> {
+    buf.clear();
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let res = loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(buf.capacity().max(16384));
+        }
+        let spare = buf.capacity() - buf.len();
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().add(buf.len()).cast(), spare) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            break Err(e);
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        unsafe { buf.set_len(buf.len() + n as usize) };
+    };
+    unsafe { libc::close(fd) };
+    res
+}
+
+/// readlink into a Vec (no NUL).
+pub fn readlink(path: &core::ffi::CStr) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}

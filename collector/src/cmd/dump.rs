@@ -1,0 +1,113 @@
+//! `mapagent dump`: every record, one line each, as `perf script -D` shows perf.data.
+
+use crate::error::Result;
+use crate::input::Recording;
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+
+const HEX_KEYS: &[&str] = &[
+    "addr", "len", "offset", "result", "old_addr", "old_len", "new_len", "new_addr", "bias", "id", "handle", "thread",
+    "start", "end", "at_phdr", "at_entry", "at_base", "at_sysinfo_ehdr", "vaddr", "memsz", "filesz", "align", "flags",
+    "size",
+];
+
+fn upper_snake(name: &str) -> String {
+    let mut s = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            s.push('_');
+        }
+        s.push(c.to_ascii_uppercase());
+    }
+    s
+}
+
+fn scalar(key: &str, v: &Value) -> String {
+    match v {
+        Value::Number(n) if HEX_KEYS.contains(&key) => match n.as_u64() {
+            Some(u) => format!("{u:#x}"),
+            None => n.to_string(),
+        },
+        Value::String(s) => {
+            if s.is_empty() || s.contains(' ') || s.contains('=') {
+                format!("{s:?}")
+            } else {
+                s.clone()
+            }
+        }
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(|x| scalar(key, x)).collect();
+            format!("[{}]", parts.join(","))
+        }
+        Value::Object(o) => {
+            let parts: Vec<String> = o.iter().map(|(k, x)| format!("{k}={}", scalar(k, x))).collect();
+            format!("{{{}}}", parts.join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn ts_text(ns: u64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// Prints one file's records; returns true if the file was cut short.
+pub fn dump_file(r: &Recording, json: bool, out: &mut impl Write) -> Result<bool> {
+    let parsed = r.parse()?;
+    let io = |e: std::io::Error| crate::Error::failure(format!("writing output: {e}"));
+    for item in &parsed.items {
+        let mut v = serde_json::to_value(&item.rec).map_err(|e| crate::Error::failure(e.to_string()))?;
+        if json {
+            if let Value::Object(o) = &mut v {
+                o.insert("offset".into(), item.offset.into());
+            }
+            writeln!(out, "{v}").map_err(io)?;
+            continue;
+        }
+        let Value::Object(o) = v else { continue };
+        let kind = o.get("type").and_then(|t| t.as_str()).unwrap_or("?").to_string();
+        let ts = item.rec.ts().map(ts_text).unwrap_or_else(|| "-".into());
+        let mut line = format!("{:#x} [{:#x}]: {ts} {}", item.offset, item.size, upper_snake(&kind));
+        let mut sub = Vec::new();
+        for (k, val) in o.iter() {
+            if k == "type" || k == "ts" {
+                continue;
+            }
+            match (k.as_str(), val) {
+                // Long lists go on their own indented lines, as perf -D prints sub-records.
+                ("changes" | "phdrs", Value::Array(a)) => {
+                    line.push_str(&format!(" {k}={}", a.len()));
+                    for x in a {
+                        sub.push(format!("    {}", scalar(k, x)));
+                    }
+                }
+                _ => line.push_str(&format!(" {k}={}", scalar(k, val))),
+            }
+        }
+        writeln!(out, "{line}").map_err(io)?;
+        for s in sub {
+            writeln!(out, "{s}").map_err(io)?;
+        }
+    }
+    if let Some(w) = &parsed.truncated {
+        eprintln!("mapagent: warning: {w}");
+    }
+    Ok(parsed.truncated.is_some())
+}
+
+pub fn run(path: &Path, json: bool) -> Result<i32> {
+    let files = crate::input::record_files(path)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut truncated = false;
+    for f in &files {
+        let r = Recording::open(f)?;
+        if files.len() > 1 && !json {
+            writeln!(out, "# {}", f.display()).ok();
+        }
+        truncated |= dump_file(&r, json, &mut out)?;
+    }
+    out.flush().ok();
+    Ok(super::exit_code(truncated))
+}

@@ -1,0 +1,23 @@
+//! One module per CLI subcommand.
+
+pub mod dump;
+pub mod images;
+pub mod maps;
+pub mod run;
+
+use crate::error::{Error, EXIT_BAD_INPUT};
+
+/// Exit code for a command that printed its output but met a truncated file.
+pub fn exit_code(truncated: bool) -> i32 {
+    if truncated {
+        EXIT_BAD_INPUT
+    } else {
+        0
+    }
+}
+
+pub fn json_out<T: serde::Serialize>(v: &T) -> Result<(), Error> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::failure(format!("cannot write JSON: {e}")))?;
+    println!("{s}");
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! mapagent, the collector: reads what libmapagent.so recorded and turns it into what people
+//! use. Each CLI subcommand maps onto a module under `cmd`; `input` reads record files and
+//! `timeline` replays them.
+
+pub mod cmd;
+pub mod error;
+pub mod input;
+pub mod select;
+pub mod text;
+pub mod timeline;
+
+pub use error::{Error, Result};

@@ -1,0 +1,72 @@
+//! The mapagent command line. Each subcommand is a module under `cmd`.
+
+use clap::{Parser, Subcommand};
+use mapagent::text::At;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "mapagent", version, about = "Record and inspect a process's images, mappings and pages from inside it")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run CMD with libmapagent.so preloaded; exits with CMD's status.
+    Run {
+        /// Directory for the record files (default ./mapagent-data).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Print every record of a file (or every file of a directory), one line each.
+    Dump {
+        path: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The address space at a moment, like pmap.
+    Maps {
+        /// A record file or a directory of them.
+        path: PathBuf,
+        #[arg(long)]
+        pid: Option<u32>,
+        /// CLOCK_MONOTONIC nanoseconds, +SECONDS after start, or 'end'.
+        #[arg(long, default_value = "end", value_parser = At::parse)]
+        at: At,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every loaded image: load bias, build-id, load and unload times.
+    Images {
+        path: PathBuf,
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    // Output piped into `head` must not end in a panic.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run { output, cmd } => mapagent::cmd::run::run(output, &cmd),
+        Cmd::Dump { path, json } => mapagent::cmd::dump::run(&path, json),
+        Cmd::Maps { path, pid, at, json } => mapagent::cmd::maps::run(&path, pid, at, json),
+        Cmd::Images { path, pid, json } => mapagent::cmd::images::run(&path, pid, json),
+    };
+    match r {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("mapagent: error: {e}");
+            std::process::exit(e.code);
+        }
+    }
+}

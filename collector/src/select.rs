@@ -1,0 +1,84 @@
+//! Loading a DIR or FILE of recordings and choosing the processes a command looks at.
+
+use crate::error::{Error, Result};
+use crate::input::{self, Parsed, Recording};
+use crate::text::At;
+use crate::timeline::Timeline;
+use std::path::Path;
+
+/// Everything under a path, read and parsed. Truncation warnings are printed as the files are
+/// read; `truncated` tells the caller to exit non-zero once its output is out.
+pub struct Loaded {
+    recordings: Vec<Recording>,
+}
+
+impl Loaded {
+    pub fn open(path: &Path) -> Result<Loaded> {
+        Ok(Loaded { recordings: input::open_all(path)? })
+    }
+
+    pub fn parse(&self) -> Result<Vec<Parsed<'_>>> {
+        self.recordings.iter().map(|r| r.parse()).collect()
+    }
+
+    pub fn recordings(&self) -> &[Recording] {
+        &self.recordings
+    }
+}
+
+/// Prints truncation warnings; true if any file was cut short.
+pub fn warn_truncated(parsed: &[Parsed<'_>]) -> bool {
+    let mut any = false;
+    for p in parsed {
+        if let Some(w) = &p.truncated {
+            eprintln!("mapagent: warning: {w}");
+            any = true;
+        }
+    }
+    any
+}
+
+pub fn timelines<'a>(loaded: &'a Loaded, parsed: &'a [Parsed<'a>]) -> Vec<Timeline<'a>> {
+    let mut v: Vec<Timeline> = loaded
+        .recordings
+        .iter()
+        .zip(parsed)
+        .filter_map(|(r, p)| {
+            let t = Timeline::build(r.path.clone(), p);
+            if t.is_none() {
+                eprintln!("mapagent: warning: {}: no process record; skipped", r.path.display());
+            }
+            t
+        })
+        .collect();
+    v.sort_by_key(|t| (t.process.start_mono_ns, t.pid(), t.process.exec_gen));
+    v
+}
+
+/// The timelines to show: one pid (the program it was running at `at`, or all it ran if `at`
+/// is the end) or every process.
+pub fn pick<'t, 'a>(all: &'t [Timeline<'a>], pid: Option<u32>, at: At) -> Result<Vec<&'t Timeline<'a>>> {
+    let Some(pid) = pid else { return Ok(all.iter().collect()) };
+    let mine: Vec<&Timeline> = all.iter().filter(|t| t.pid() == pid).collect();
+    if mine.is_empty() {
+        let mut pids: Vec<u32> = all.iter().map(|t| t.pid()).collect();
+        pids.sort();
+        pids.dedup();
+        let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        return Err(Error::input(format!("no recording of pid {pid} (recorded: {})", list.join(", "))));
+    }
+    if mine.len() == 1 {
+        return Ok(mine);
+    }
+    // A pid that exec'd has one file per program: the one running at `at`, or the last.
+    let chosen = match at {
+        At::End => mine.last().copied(),
+        _ => mine
+            .iter()
+            .copied()
+            .filter(|t| at.resolve(t.process.start_mono_ns).is_some_and(|x| x >= t.process.start_mono_ns))
+            .next_back()
+            .or(mine.first().copied()),
+    };
+    Ok(chosen.into_iter().collect())
+}

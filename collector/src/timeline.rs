@@ -1,0 +1,231 @@
+//! One record file as a history: the process, its images with load and unload times, and the
+//! address space at any moment. Records are replayed in file order (the order the agent applied
+//! them, so every Reconcile applies to exactly the model it was computed against), keeping
+//! those whose time is at or before the moment asked for.
+
+use crate::input::Parsed;
+use mapagent_record::records::{exit_how, image_cause, trigger, Exit, Phdr, Process, Record};
+use mapagent_record::region::Region;
+use mapagent_record::replay::{reconcile_changes, ReconcileChanges, Replayer};
+use std::path::PathBuf;
+
+/// Where a region came from: the record that created it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Source {
+    pub kind: &'static str,
+    pub ts: u64,
+    pub tid: u32,
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImageSpan {
+    pub id: u64,
+    pub path: String,
+    pub load_bias: u64,
+    pub build_id: String,
+    pub loaded_ns: u64,
+    pub unloaded_ns: Option<u64>,
+    pub cause: &'static str,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub inode: u64,
+    #[serde(skip)]
+    pub phdrs: Vec<Phdr>,
+}
+
+impl ImageSpan {
+    /// Runtime address range covered by its PT_LOAD segments.
+    pub fn extent(&self) -> (u64, u64) {
+        let loads = self.phdrs.iter().filter(|p| p.p_type == 1);
+        let lo = loads.clone().map(|p| p.vaddr & !0xfff).min().unwrap_or(0);
+        let hi = loads.map(|p| p.vaddr.saturating_add(p.memsz)).max().unwrap_or(0);
+        (self.load_bias.wrapping_add(lo), self.load_bias.wrapping_add(hi))
+    }
+    pub fn live_at(&self, t: u64) -> bool {
+        self.loaded_ns <= t && self.unloaded_ns.is_none_or(|u| u > t)
+    }
+    pub fn is_vdso(&self) -> bool {
+        self.path.starts_with("linux-vdso") || self.path.starts_with("linux-gate") || self.path == "[vdso]"
+    }
+}
+
+enum Op {
+    Event(usize),
+    Reconcile(ReconcileChanges),
+}
+
+struct TimedOp {
+    at: u64,
+    src: u32,
+    op: Op,
+}
+
+pub struct Timeline<'a> {
+    pub file: PathBuf,
+    pub process: Process<'a>,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    pub exit: Option<Exit>,
+    pub exec: Option<(u64, String)>,
+    pub images: Vec<ImageSpan>,
+    pub sources: Vec<Source>,
+    pub reconciles: usize,
+    pub lost: u64,
+    pub truncated: Option<String>,
+    parsed: &'a Parsed<'a>,
+    ops: Vec<TimedOp>,
+    page: u64,
+}
+
+fn cause_name(c: u8) -> &'static str {
+    match c {
+        image_cause::STARTUP => "startup",
+        image_cause::DLOPEN => "dlopen",
+        image_cause::RESCAN => "rescan",
+        image_cause::DLCLOSE => "dlclose",
+        _ => "unknown",
+    }
+}
+
+impl<'a> Timeline<'a> {
+    pub fn build(file: PathBuf, parsed: &'a Parsed<'a>) -> Option<Timeline<'a>> {
+        let process = parsed.process()?.clone();
+        let page = if process.page_size >= 4096 { process.page_size as u64 } else { 4096 };
+        let mut t = Timeline {
+            file,
+            first_ts: process.start_mono_ns,
+            last_ts: process.start_mono_ns,
+            process,
+            exit: None,
+            exec: None,
+            images: Vec::new(),
+            sources: Vec::new(),
+            reconciles: 0,
+            lost: 0,
+            truncated: parsed.truncated.clone(),
+            parsed,
+            ops: Vec::new(),
+            page,
+        };
+        for (i, item) in parsed.items.iter().enumerate() {
+            if let Some(ts) = item.rec.ts() {
+                t.last_ts = t.last_ts.max(ts);
+            }
+            let src = |t: &mut Timeline, kind, ts, tid| {
+                t.sources.push(Source { kind, ts, tid, offset: item.offset });
+                (t.sources.len() - 1) as u32
+            };
+            match &item.rec {
+                Record::Mmap(m) => {
+                    let s = src(&mut t, "mmap", m.ts, m.tid);
+                    t.ops.push(TimedOp { at: m.ts, src: s, op: Op::Event(i) });
+                }
+                Record::Munmap(m) => t.ops.push(TimedOp { at: m.ts, src: 0, op: Op::Event(i) }),
+                Record::Mprotect(m) => t.ops.push(TimedOp { at: m.ts, src: 0, op: Op::Event(i) }),
+                Record::Mremap(m) => t.ops.push(TimedOp { at: m.ts, src: 0, op: Op::Event(i) }),
+                Record::Shmdt(m) => t.ops.push(TimedOp { at: m.ts, src: 0, op: Op::Event(i) }),
+                Record::Shmat(m) => {
+                    let s = src(&mut t, "shmat", m.ts, m.tid);
+                    t.ops.push(TimedOp { at: m.ts, src: s, op: Op::Event(i) });
+                }
+                Record::Reconcile(r) => {
+                    t.reconciles += 1;
+                    let kind = if r.trigger == trigger::BASELINE { "baseline" } else { "reconcile" };
+                    let s = src(&mut t, kind, r.ts, 0);
+                    // Shown from the start of the call that made the agent look, if one did;
+                    // otherwise from the last moment the agent saw the old state.
+                    let at = if r.trigger_ts > 0 { r.trigger_ts.max(r.since).min(r.ts) } else { r.since.min(r.ts) };
+                    t.ops.push(TimedOp { at, src: s, op: Op::Reconcile(reconcile_changes(r, s)) });
+                }
+                Record::Image(im) => {
+                    // The same image reported twice (startup listing racing a dlopen): keep one.
+                    if t.images.iter().any(|x| x.id == im.id && x.load_bias == im.bias && x.unloaded_ns.is_none()) {
+                        continue;
+                    }
+                    t.images.push(ImageSpan {
+                        id: im.id,
+                        path: im.path.lossy().into_owned(),
+                        load_bias: im.bias,
+                        build_id: im.build_id.to_string(),
+                        loaded_ns: im.ts,
+                        unloaded_ns: None,
+                        cause: cause_name(im.cause),
+                        dev_major: im.dev_major,
+                        dev_minor: im.dev_minor,
+                        inode: im.ino,
+                        phdrs: im.phdrs.clone(),
+                    });
+                }
+                Record::ImageUnload(u) => {
+                    if let Some(img) =
+                        t.images.iter_mut().rev().find(|x| x.id == u.id && x.load_bias == u.bias && x.unloaded_ns.is_none())
+                    {
+                        img.unloaded_ns = Some(u.ts);
+                    }
+                }
+                Record::Lost(l) => t.lost += l.count,
+                Record::Exit(e) => t.exit = Some(*e),
+                Record::Exec(e) => t.exec = Some((e.ts, e.path.lossy().into_owned())),
+                _ => {}
+            }
+        }
+        Some(t)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    /// The moment the process image stopped being recorded.
+    pub fn end_ts(&self) -> u64 {
+        self.exit.map(|e| e.ts).or(self.exec.as_ref().map(|e| e.0)).unwrap_or(self.last_ts)
+    }
+
+    /// How the recording ended, in words.
+    pub fn ending(&self) -> String {
+        match (&self.exit, &self.exec) {
+            (Some(e), _) => match e.how {
+                exit_how::EXIT => format!("exit({})", e.code),
+                exit_how::UNDERSCORE_EXIT => format!("_exit({})", e.code),
+                exit_how::SIGNAL => format!("killed by signal {}", e.code),
+                _ => "ended".to_string(),
+            },
+            (None, Some((_, p))) => format!("exec {p}"),
+            (None, None) if self.truncated.is_some() => "cut short (file truncated)".to_string(),
+            (None, None) => "no exit record (killed, or still running)".to_string(),
+        }
+    }
+
+    /// The address space at `t` (None = at the end of the recording).
+    pub fn space_at(&self, t: Option<u64>) -> Replayer {
+        let mut rp = Replayer::new(self.page);
+        let limit = t.unwrap_or(u64::MAX);
+        for op in &self.ops {
+            if op.at > limit {
+                continue;
+            }
+            match &op.op {
+                Op::Event(i) => {
+                    rp.apply_event(&self.parsed.items[*i].rec, op.src);
+                }
+                Op::Reconcile(c) => rp.apply_changes(c),
+            }
+        }
+        rp
+    }
+
+    pub fn source(&self, src: u32) -> Option<&Source> {
+        self.sources.get(src as usize)
+    }
+
+    /// The loaded image a region belongs to at `t`, if any.
+    pub fn image_for(&self, r: &Region, t: u64) -> Option<&ImageSpan> {
+        let name = String::from_utf8_lossy(&r.name);
+        self.images.iter().filter(|im| im.live_at(t)).find(|im| {
+            let (lo, hi) = im.extent();
+            let same_file = if im.is_vdso() { r.name == b"[vdso]" } else { name == im.path || (im.inode != 0 && im.inode == r.ino) };
+            same_file && r.start < hi && r.end > lo
+        })
+    }
+}
