@@ -2,5 +2,8 @@
 // model, which never call __tls_get_addr (and so never allocate) when read from a hook.
 fn main() {
     println!("cargo:rerun-if-changed=csrc/tls.c");
-    cc::Build::new().file("csrc/tls.c").flag_if_supported("-ftls-model=initial-exec").compile("mapagent_tls");
+    cc::Build::new()
+        .file("csrc/tls.c")
+        .flag_if_supported("-ftls-model=initial-exec")
+        .compile("mapagent_tls");
 }

@@ -21,6 +21,13 @@ pub struct Agent {
     /// Mapping calls started and finished: equal means none is in flight (see writer::reconcile).
     pub started: AtomicU64,
     pub finished: AtomicU64,
+    /// Calls with side effects the hooks cannot see (dlopen, dlclose, pthread_create) started
+    /// and finished: a reconcile never reads the kernel's view while one is under way.
+    pub slow_started: AtomicU64,
+    pub slow_finished: AtomicU64,
+    /// Hashes of files the writer already knows by name: the mmap hook reads a path from
+    /// /proc/self/fd only for files not in here.
+    pub known_files: KnownFiles,
     /// Futex word the writer sleeps on.
     pub wake: AtomicU32,
     pub ctl: Control,
@@ -34,6 +41,8 @@ pub struct Agent {
     /// The output file, once the writer opened it (-1 before); a fork child closes the
     /// parent's copy.
     pub out_fd: AtomicI32,
+    /// The baseline, handed from the starting thread to the writer.
+    pub baseline: AtomicPtr<crate::writer::Baseline>,
 }
 
 static AGENT: AtomicPtr<Agent> = AtomicPtr::new(core::ptr::null_mut());
@@ -55,10 +64,9 @@ pub fn current() -> Option<&'static Agent> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-pub fn install(a: Box<Agent>) {
-    // Leaked on purpose: hooks on other threads may still hold a reference after it is
-    // replaced (fork child) or deactivated (exit).
-    AGENT.store(Box::into_raw(a), Ordering::Release);
+/// Makes `a` the recording agent: hooks start handing it events.
+pub fn install(a: &'static Agent) {
+    AGENT.store(a as *const Agent as *mut Agent, Ordering::Release);
 }
 
 /// Stops recording (after exit or exec); hooks pass through from now on.
@@ -75,9 +83,17 @@ pub fn disable(reason: &[u8]) {
 }
 
 impl Agent {
-    pub fn new(cfg: Config, origin: u8, parent_pid: u32, origin_ts: u64, exe: Vec<u8>) -> Box<Agent> {
+    /// A new agent, leaked on purpose: hooks on other threads may still hold a reference after
+    /// it is replaced (fork child) or deactivated (exit).
+    pub fn new(
+        cfg: Config,
+        origin: u8,
+        parent_pid: u32,
+        origin_ts: u64,
+        exe: Vec<u8>,
+    ) -> &'static Agent {
         let (tx, rx) = bounded(cfg.buffer);
-        Box::new(Agent {
+        Box::leak(Box::new(Agent {
             pid: sys::getpid(),
             pool: Pool::new(64),
             cfg,
@@ -87,6 +103,9 @@ impl Agent {
             lost_total: AtomicU64::new(0),
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
+            slow_started: AtomicU64::new(0),
+            slow_finished: AtomicU64::new(0),
+            known_files: KnownFiles::new(),
             wake: AtomicU32::new(0),
             ctl: Control::default(),
             origin,
@@ -96,7 +115,15 @@ impl Agent {
             start_wall: sys::clock(libc::CLOCK_REALTIME),
             exe,
             out_fd: AtomicI32::new(-1),
-        })
+            baseline: AtomicPtr::new(core::ptr::null_mut()),
+        }))
+    }
+
+    /// Hands the baseline to the writer thread, which waits for it.
+    pub fn hand_over(&self, base: crate::writer::Baseline) {
+        self.baseline
+            .store(Box::into_raw(Box::new(base)), Ordering::Release);
+        self.wake_writer();
     }
 
     /// Hands an event to the writer; never blocks. A full channel drops and counts it.
@@ -113,6 +140,18 @@ impl Agent {
         }
     }
 
+    /// Marks the start of a call with invisible side effects; returns its start time.
+    #[inline]
+    pub fn slow_begin(&self) -> u64 {
+        self.slow_started.fetch_add(1, Ordering::SeqCst);
+        sys::now()
+    }
+
+    #[inline]
+    pub fn slow_end(&self) {
+        self.slow_finished.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Counts an event that could not even be built (no pool slot).
     pub fn drop_one(&self) {
         self.lost.fetch_add(1, Ordering::Relaxed);
@@ -121,6 +160,60 @@ impl Agent {
     pub fn wake_writer(&self) {
         self.wake.store(1, Ordering::Release);
         sys::futex_wake(&self.wake);
+    }
+}
+
+/// A fixed-size, lock-free set of file identities (dev, inode), written by the writer and
+/// read by hooks. Never shrinks; when full, hooks just do the lookup themselves.
+pub struct KnownFiles {
+    slots: Box<[AtomicU64]>,
+}
+
+const KNOWN_FILES: usize = 4096;
+
+impl KnownFiles {
+    fn new() -> Self {
+        KnownFiles {
+            slots: (0..KNOWN_FILES).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// A well-mixed non-zero 64-bit key for (dev, ino).
+    pub fn key(dev: u64, ino: u64) -> u64 {
+        let mut h = dev.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ino;
+        h ^= h >> 31;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 29;
+        h | 1
+    }
+
+    #[inline]
+    pub fn contains(&self, key: u64) -> bool {
+        let n = self.slots.len();
+        for i in 0..8 {
+            match self.slots[(key as usize + i) % n].load(Ordering::Acquire) {
+                0 => return false,
+                k if k == key => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// Writer only (single writer, so a plain load-then-store is race-free).
+    pub fn insert(&self, key: u64) {
+        let n = self.slots.len();
+        for i in 0..8 {
+            let s = &self.slots[(key as usize + i) % n];
+            match s.load(Ordering::Acquire) {
+                0 => {
+                    s.store(key, Ordering::Release);
+                    return;
+                }
+                k if k == key => return,
+                _ => {}
+            }
+        }
     }
 }
 

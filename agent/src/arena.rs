@@ -28,7 +28,10 @@ static mut LARGE: usize = 0;
 
 fn lock() {
     let mut spins = 0u32;
-    while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    while LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         spins += 1;
         if spins < 64 {
             core::hint::spin_loop();
@@ -70,7 +73,13 @@ fn base() -> usize {
     }
     // Named so maps and smaps show what is ours (CONFIG_ANON_VMA_NAME; ignored if absent).
     unsafe {
-        libc::prctl(libc::PR_SET_VMA, libc::PR_SET_VMA_ANON_NAME, p as usize, RESERVE, c"mapagent".as_ptr());
+        libc::prctl(
+            libc::PR_SET_VMA,
+            libc::PR_SET_VMA_ANON_NAME,
+            p as usize,
+            RESERVE,
+            c"mapagent".as_ptr(),
+        );
     }
     match BASE.compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {

@@ -35,12 +35,19 @@ fn warn(var: &str, val: &str, why: &str, default: &str) {
 }
 
 fn num(var: &str, default: u64, min: u64, max: u64) -> u64 {
-    let Some(v) = std::env::var_os(var) else { return default };
+    let Some(v) = std::env::var_os(var) else {
+        return default;
+    };
     let s = v.to_string_lossy();
     match s.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => n,
         Ok(_) => {
-            warn(var, &s, &format!("must be between {min} and {max}"), &default.to_string());
+            warn(
+                var,
+                &s,
+                &format!("must be between {min} and {max}"),
+                &default.to_string(),
+            );
             default
         }
         Err(_) => {
@@ -57,7 +64,11 @@ impl Config {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => PathBuf::from(OsString::from_vec(b"mapagent-data".to_vec())),
         };
-        let dir = if dir.is_absolute() { dir } else { cwd.join(dir) };
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            cwd.join(dir)
+        };
         let log = std::env::var("MAPAGENT_LOG").ok().and_then(|s| {
             let s = s.trim().to_ascii_lowercase();
             match s.as_str() {
@@ -68,7 +79,12 @@ impl Config {
                 "debug" => Some(tracing::Level::DEBUG),
                 "trace" => Some(tracing::Level::TRACE),
                 _ => {
-                    warn("MAPAGENT_LOG", &s, "expected error|warn|info|debug|trace", "info");
+                    warn(
+                        "MAPAGENT_LOG",
+                        &s,
+                        "expected error|warn|info|debug|trace",
+                        "info",
+                    );
                     Some(tracing::Level::INFO)
                 }
             }

@@ -33,7 +33,12 @@ struct LinkMap {
 }
 
 extern "C" {
-    fn dladdr1(addr: *const c_void, info: *mut libc::Dl_info, extra: *mut *mut c_void, flags: c_int) -> c_int;
+    fn dladdr1(
+        addr: *const c_void,
+        info: *mut libc::Dl_info,
+        extra: *mut *mut c_void,
+        flags: c_int,
+    ) -> c_int;
     fn dlinfo(handle: *mut c_void, request: c_int, arg: *mut c_void) -> c_int;
 }
 
@@ -50,14 +55,18 @@ pub struct Plan {
 /// Decides how to load `file` on behalf of the code at `caller`. When `rewritten`, `buf`
 /// holds the NUL-terminated path to load.
 pub unsafe fn plan(file: *const c_char, caller: *const c_void, buf: &mut [u8; PATH_BUF]) -> Plan {
-    let mut plan = Plan { rewritten: false, lmid: 0 };
+    let mut plan = Plan {
+        rewritten: false,
+        lmid: 0,
+    };
     if file.is_null() {
         return plan;
     }
     let name = CStr::from_ptr(file).to_bytes();
     let mut info: libc::Dl_info = core::mem::zeroed();
     let mut lm: *mut c_void = core::ptr::null_mut();
-    if caller.is_null() || dladdr1(caller, &mut info, &mut lm, RTLD_DL_LINKMAP) == 0 || lm.is_null() {
+    if caller.is_null() || dladdr1(caller, &mut info, &mut lm, RTLD_DL_LINKMAP) == 0 || lm.is_null()
+    {
         return plan;
     }
     let mut lmid: c_long = 0;
@@ -87,7 +96,11 @@ pub unsafe fn plan(file: *const c_char, caller: *const c_void, buf: &mut [u8; PA
                 open(probe.as_ptr().cast(), libc::RTLD_LAZY | libc::RTLD_NOLOAD)
             } else {
                 match crate::real::dlmopen() {
-                    Some(mopen) => mopen(plan.lmid, probe.as_ptr().cast(), libc::RTLD_LAZY | libc::RTLD_NOLOAD),
+                    Some(mopen) => mopen(
+                        plan.lmid,
+                        probe.as_ptr().cast(),
+                        libc::RTLD_LAZY | libc::RTLD_NOLOAD,
+                    ),
                     None => core::ptr::null_mut(),
                 }
             };
@@ -99,7 +112,14 @@ pub unsafe fn plan(file: *const c_char, caller: *const c_void, buf: &mut [u8; PA
     }
     let mut mine_info: libc::Dl_info = core::mem::zeroed();
     let mut mine: *mut c_void = core::ptr::null_mut();
-    if dladdr1(search_path as *const c_void, &mut mine_info, &mut mine, RTLD_DL_LINKMAP) == 0 || mine.is_null() {
+    if dladdr1(
+        search_path as *const c_void,
+        &mut mine_info,
+        &mut mine,
+        RTLD_DL_LINKMAP,
+    ) == 0
+        || mine.is_null()
+    {
         return plan;
     }
     if mine == lm {
@@ -107,7 +127,10 @@ pub unsafe fn plan(file: *const c_char, caller: *const c_void, buf: &mut [u8; PA
     }
     let mut theirs_buf = [0u64; 1024];
     let mut ours_buf = [0u64; 1024];
-    let (Some(theirs), Some(ours)) = (search_path(lm, &mut theirs_buf), search_path(mine, &mut ours_buf)) else {
+    let (Some(theirs), Some(ours)) = (
+        search_path(lm, &mut theirs_buf),
+        search_path(mine, &mut ours_buf),
+    ) else {
         return plan;
     };
     // Dirs both searches end with (LD_LIBRARY_PATH tails, system dirs) give the same answer
@@ -156,7 +179,12 @@ fn dir(sp: &SerPath) -> &[u8] {
 /// The loader's search path for `handle`, in a caller-provided buffer.
 unsafe fn search_path<'a>(handle: *mut c_void, buf: &'a mut [u64; 1024]) -> Option<&'a [SerPath]> {
     let mut size = SerInfo { size: 0, cnt: 0 };
-    if dlinfo(handle, RTLD_DI_SERINFOSIZE, &mut size as *mut SerInfo as *mut c_void) != 0 {
+    if dlinfo(
+        handle,
+        RTLD_DI_SERINFOSIZE,
+        &mut size as *mut SerInfo as *mut c_void,
+    ) != 0
+    {
         return None;
     }
     if size.size > core::mem::size_of_val(buf) || size.cnt as usize > 256 {
@@ -174,8 +202,16 @@ unsafe fn search_path<'a>(handle: *mut c_void, buf: &'a mut [u64; 1024]) -> Opti
 
 /// Directory of the object (for $ORIGIN); the executable's own l_name is empty.
 unsafe fn origin_of(lm: *const LinkMap) -> &'static [u8] {
-    let name: &[u8] = if (*lm).l_name.is_null() { b"" } else { CStr::from_ptr((*lm).l_name).to_bytes() };
-    let path: &[u8] = if name.is_empty() { crate::images::exe_path() } else { core::mem::transmute::<&[u8], &'static [u8]>(name) };
+    let name: &[u8] = if (*lm).l_name.is_null() {
+        b""
+    } else {
+        CStr::from_ptr((*lm).l_name).to_bytes()
+    };
+    let path: &[u8] = if name.is_empty() {
+        crate::images::exe_path()
+    } else {
+        core::mem::transmute::<&[u8], &'static [u8]>(name)
+    };
     match path.iter().rposition(|&c| c == b'/') {
         Some(0) => b"/",
         Some(i) => &path[..i],

@@ -4,7 +4,8 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// a = [addr, len, prot | flags << 32, fd, offset, result, dev_major << 32 | dev_minor, ino]
+    /// a = [addr, len, prot | flags << 32, fd, offset, result, dev_major << 32 | dev_minor, ino];
+    /// slot (optional): the file's path, read at call time
     Mmap,
     /// a = [addr, len, ret]
     Munmap,
@@ -48,6 +49,13 @@ pub struct Event {
 impl Event {
     #[inline]
     pub fn new(kind: Kind, a: [u64; 8]) -> Event {
-        Event { ts: crate::sys::now(), tid: crate::tls::tid(), kind, slot: NO_SLOT, err: 0, a }
+        Event {
+            ts: crate::sys::now(),
+            tid: crate::tls::tid(),
+            kind,
+            slot: NO_SLOT,
+            err: 0,
+            a,
+        }
     }
 }

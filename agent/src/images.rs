@@ -4,7 +4,7 @@
 //! never inside a mapping hook (it takes the loader's write lock).
 
 use core::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 pub type Phdr = libc::Elf64_Phdr;
 
@@ -14,6 +14,8 @@ pub struct Seen<'a> {
     pub key: u64,
     pub bias: u64,
     pub name: &'a [u8],
+    /// The loader's own name for it (NUL-terminated), when it has one.
+    pub cname: Option<&'a core::ffi::CStr>,
     pub phdrs: &'a [Phdr],
     pub build_id: &'a [u8],
 }
@@ -43,12 +45,17 @@ const MAX_KNOWN: usize = 8192;
 
 static TABLE: AtomicPtr<Table> = AtomicPtr::new(core::ptr::null_mut());
 static WALKING: AtomicBool = AtomicBool::new(false);
-static REQUESTS: AtomicU64 = AtomicU64::new(0);
 /// The executable's path (its dlpi_name is empty), set once at start.
 static EXE: AtomicPtr<Vec<u8>> = AtomicPtr::new(core::ptr::null_mut());
 
 pub fn init(exe: Vec<u8>) {
-    let t = Box::new(Table { known: Vec::with_capacity(MAX_KNOWN), gen: 0, adds: 0, subs: 0, stale: true });
+    let t = Box::new(Table {
+        known: Vec::with_capacity(MAX_KNOWN),
+        gen: 0,
+        adds: 0,
+        subs: 0,
+        stale: true,
+    });
     TABLE.store(Box::into_raw(t), Ordering::Release);
     EXE.store(Box::into_raw(Box::new(exe)), Ordering::Release);
 }
@@ -67,25 +74,36 @@ pub fn exe_path() -> &'static [u8] {
     }
 }
 
-/// Reports images that appeared or vanished since the last walk to `sink`. Lock-free for
-/// callers: if another thread is walking, it walks again on our behalf and we return at once.
+/// Reports images that appeared or vanished since the last walk to `sink`, stamped by the
+/// caller. After a dlopen/dlclose the caller waits for a walk another thread is doing (it
+/// would wait on the loader's lock inside dl_iterate_phdr anyway) and then walks itself, so
+/// what its call changed is reported at its time, never later by someone else.
 pub fn rescan(sink: &mut dyn Sink) {
     let t = TABLE.load(Ordering::Acquire);
     if t.is_null() {
         return;
     }
-    REQUESTS.fetch_add(1, Ordering::AcqRel);
-    loop {
-        if WALKING.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let r = REQUESTS.load(Ordering::Acquire);
-        unsafe { diff_walk(&mut *t, sink) };
-        WALKING.store(false, Ordering::Release);
-        if REQUESTS.load(Ordering::Acquire) == r {
-            return;
+    let mut spins = 0u32;
+    while WALKING.swap(true, Ordering::AcqRel) {
+        spins += 1;
+        if spins < 100 {
+            core::hint::spin_loop();
+        } else {
+            unsafe { libc::sched_yield() };
         }
     }
+    unsafe { diff_walk(&mut *t, sink) };
+    WALKING.store(false, Ordering::Release);
+}
+
+/// The writer's periodic check: skipped when a hook is walking (it reports the changes).
+pub fn try_rescan(sink: &mut dyn Sink) {
+    let t = TABLE.load(Ordering::Acquire);
+    if t.is_null() || WALKING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    unsafe { diff_walk(&mut *t, sink) };
+    WALKING.store(false, Ordering::Release);
 }
 
 /// Lists every loaded image, without touching the table (a new record file starts with all).
@@ -93,7 +111,11 @@ pub fn list_all(sink: &mut dyn Sink) {
     struct Ctx<'s> {
         sink: &'s mut dyn Sink,
     }
-    unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
         let ctx = &mut *(data as *mut Ctx);
         let info = &*info;
         with_seen(info, |s| {
@@ -114,7 +136,11 @@ unsafe fn diff_walk(t: &mut Table, sink: &mut dyn Sink) {
         force: bool,
         skipped: bool,
     }
-    unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, size: usize, data: *mut c_void) -> c_int {
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        size: usize,
+        data: *mut c_void,
+    ) -> c_int {
         let ctx = &mut *(data as *mut Ctx);
         let info = &*info;
         if ctx.first {
@@ -132,7 +158,12 @@ unsafe fn diff_walk(t: &mut Table, sink: &mut dyn Sink) {
         }
         let key = info.dlpi_phdr as u64;
         let gen = ctx.t.gen;
-        if let Some(k) = ctx.t.known.iter_mut().find(|k| k.key == key && k.bias == info.dlpi_addr) {
+        if let Some(k) = ctx
+            .t
+            .known
+            .iter_mut()
+            .find(|k| k.key == key && k.bias == info.dlpi_addr)
+        {
             k.gen = gen;
             return 0;
         }
@@ -143,7 +174,11 @@ unsafe fn diff_walk(t: &mut Table, sink: &mut dyn Sink) {
         let mut accepted = false;
         with_seen(info, |s| accepted = ctx.sink.load(s));
         if accepted {
-            ctx.t.known.push(Known { key, bias: info.dlpi_addr, gen });
+            ctx.t.known.push(Known {
+                key,
+                bias: info.dlpi_addr,
+                gen,
+            });
         } else {
             ctx.t.stale = true;
         }
@@ -153,7 +188,13 @@ unsafe fn diff_walk(t: &mut Table, sink: &mut dyn Sink) {
     let was_stale = t.stale;
     t.stale = false;
     let gen = t.gen;
-    let mut ctx = Ctx { t, sink, first: true, force: was_stale, skipped: false };
+    let mut ctx = Ctx {
+        t,
+        sink,
+        first: true,
+        force: was_stale,
+        skipped: false,
+    };
     libc::dl_iterate_phdr(Some(cb), &mut ctx as *mut Ctx as *mut c_void);
     if ctx.skipped {
         // Nothing changed: keep the previous generation's marks valid.
@@ -179,15 +220,24 @@ unsafe fn with_seen(info: &libc::dl_phdr_info, f: impl FnOnce(&Seen<'_>)) {
     } else {
         core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize)
     };
-    let name: &[u8] = if info.dlpi_name.is_null() {
-        b""
-    } else {
-        core::ffi::CStr::from_ptr(info.dlpi_name).to_bytes()
-    };
+    let cname = (!info.dlpi_name.is_null()).then(|| core::ffi::CStr::from_ptr(info.dlpi_name));
+    let name: &[u8] = cname.map_or(b"", |c| c.to_bytes());
     // The executable's dlpi_name is empty; use the path from /proc/self/exe.
-    let name = if name.is_empty() && is_main(info) { exe_path() } else { name };
+    let name = if name.is_empty() && is_main(info) {
+        exe_path()
+    } else {
+        name
+    };
     let build_id = build_id(info.dlpi_addr, phdrs).unwrap_or(b"");
-    f(&Seen { key: info.dlpi_phdr as u64, bias: info.dlpi_addr, name, phdrs, build_id });
+    let cname = cname.filter(|c| !c.to_bytes().is_empty());
+    f(&Seen {
+        key: info.dlpi_phdr as u64,
+        bias: info.dlpi_addr,
+        name,
+        cname,
+        phdrs,
+        build_id,
+    });
 }
 
 fn is_main(info: &libc::dl_phdr_info) -> bool {
@@ -204,16 +254,25 @@ pub fn build_id<'a>(bias: u64, phdrs: &'a [Phdr]) -> Option<&'a [u8]> {
         let (start, len) = (ph.p_vaddr, ph.p_filesz);
         let end = start.checked_add(len)?;
         let inside = phdrs.iter().any(|l| {
-            l.p_type == libc::PT_LOAD && l.p_vaddr <= start && end <= l.p_vaddr.saturating_add(l.p_filesz)
+            l.p_type == libc::PT_LOAD
+                && l.p_vaddr <= start
+                && end <= l.p_vaddr.saturating_add(l.p_filesz)
         });
         if !inside || len == 0 || len > 1 << 20 {
             continue;
         }
-        let data: &'a [u8] = unsafe { core::slice::from_raw_parts(bias.wrapping_add(start) as *const u8, len as usize) };
+        let data: &'a [u8] = unsafe {
+            core::slice::from_raw_parts(bias.wrapping_add(start) as *const u8, len as usize)
+        };
         let align = if ph.p_align == 8 { 8 } else { 4 };
-        let Ok(mut notes) = NoteIterator::<Hdr>::new(object::Endianness::Little, align, data) else { continue };
+        let Ok(mut notes) = NoteIterator::<Hdr>::new(object::Endianness::Little, align, data)
+        else {
+            continue;
+        };
         while let Ok(Some(note)) = notes.next() {
-            if note.name() == b"GNU" && note.n_type(object::Endianness::Little) == object::elf::NT_GNU_BUILD_ID {
+            if note.name() == b"GNU"
+                && note.n_type(object::Endianness::Little) == object::elf::NT_GNU_BUILD_ID
+            {
                 let d = note.desc();
                 if !d.is_empty() && d.len() <= 64 {
                     return Some(d);

@@ -34,13 +34,12 @@ pub fn init() {
     // Claim the images present now, so the first dlopen reports only what it loaded.
     images::rescan(&mut NullSink);
     let ag = Agent::new(cfg, origin::START, 0, 0, exe);
-    agent::install(ag);
     unsafe {
         libc_on_exit(at_exit, core::ptr::null_mut());
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     install_crash_handlers();
-    start_writer();
+    start(ag, true);
     tracing::debug!("agent started");
 }
 
@@ -52,12 +51,15 @@ impl images::Sink for NullSink {
     fn unload(&mut self, _: u64, _: u64) {}
 }
 
-fn start_writer() {
-    if let Some(ag) = agent::current() {
-        if writer::spawn(ag).is_err() {
-            agent::disable(b"cannot start the writer thread");
-        }
+/// Starts the writer, then takes the baseline (so the writer's own stack and whatever glibc
+/// allocated for it are in it) and starts recording. Runs before the application continues.
+fn start(ag: &'static Agent, list_images: bool) {
+    if writer::spawn(ag).is_err() {
+        agent::disable(b"cannot start the writer thread");
+        return;
     }
+    ag.hand_over(writer::Baseline::take(ag, list_images));
+    agent::install(ag);
 }
 
 extern "C" {
@@ -129,13 +131,26 @@ extern "C" fn fork_child() {
     if fd >= 0 {
         unsafe { libc::close(fd) };
     }
-    let ag = Agent::new(old.cfg.clone(), origin::FORK, old.pid as u32, ts, old.exe.clone());
-    agent::install(ag);
-    start_writer();
+    agent::deactivate();
+    let ag = Agent::new(
+        old.cfg.clone(),
+        origin::FORK,
+        old.pid as u32,
+        ts,
+        old.exe.clone(),
+    );
+    start(ag, false);
 }
 
-const CRASH_SIGNALS: [c_int; 7] =
-    [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGABRT, libc::SIGTRAP, libc::SIGSYS];
+const CRASH_SIGNALS: [c_int; 7] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGABRT,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
 
 /// Handlers for crash signals whose disposition is still the default, so a crashing process
 /// still gets its last records written. Asynchronous signals (SIGINT, SIGTERM) are left alone:
@@ -144,7 +159,9 @@ fn install_crash_handlers() {
     for &sig in &CRASH_SIGNALS {
         unsafe {
             let mut old: libc::sigaction = core::mem::zeroed();
-            if libc::sigaction(sig, core::ptr::null(), &mut old) != 0 || old.sa_sigaction != libc::SIG_DFL {
+            if libc::sigaction(sig, core::ptr::null(), &mut old) != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
                 continue;
             }
             let mut sa: libc::sigaction = core::mem::zeroed();
@@ -161,7 +178,11 @@ fn install_crash_handlers() {
 extern "C" fn on_fatal(sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void) {
     let e = sys::errno();
     on_exit_now(exit_how::SIGNAL, sig, CRASH_WAIT_NS);
-    let code = if info.is_null() { 0 } else { unsafe { (*info).si_code } };
+    let code = if info.is_null() {
+        0
+    } else {
+        unsafe { (*info).si_code }
+    };
     if code <= 0 {
         unsafe {
             libc::syscall(libc::SYS_tgkill, sys::getpid(), sys::gettid(), sig);

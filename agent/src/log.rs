@@ -39,7 +39,11 @@ impl Subscriber for Stderr {
     fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
     fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
     fn event(&self, e: &Event<'_>) {
-        let mut line = format!("mapagent[{}] {}:", crate::sys::getpid(), e.metadata().level());
+        let mut line = format!(
+            "mapagent[{}] {}:",
+            crate::sys::getpid(),
+            e.metadata().level()
+        );
         e.record(&mut Msg(&mut line));
         line.push('\n');
         let _ = crate::sys::write_all(2, line.as_bytes());

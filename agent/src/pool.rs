@@ -22,14 +22,20 @@ unsafe impl Send for Pool {}
 impl Pool {
     pub fn new(n: usize) -> Pool {
         let n = n.min(u16::MAX as usize - 1);
-        let layout = std::alloc::Layout::from_size_align(n.max(1) * SLOT_SIZE, 4096).expect("small layout");
+        let layout =
+            std::alloc::Layout::from_size_align(n.max(1) * SLOT_SIZE, 4096).expect("small layout");
         let mem = unsafe { std::alloc::alloc(layout) };
         let n = if mem.is_null() { 0 } else { n };
         let (free_tx, free_rx) = bounded(n);
         for i in 0..n {
             let _ = free_tx.try_send(i as u16);
         }
-        Pool { mem, n, free_tx, free_rx }
+        Pool {
+            mem,
+            n,
+            free_tx,
+            free_rx,
+        }
     }
 
     /// A free slot, or None (never blocks).
@@ -59,7 +65,11 @@ pub struct SlotWriter<'a> {
 
 impl<'a> SlotWriter<'a> {
     pub fn new(buf: &'a mut [u8]) -> Self {
-        SlotWriter { buf, pos: 0, truncated: false }
+        SlotWriter {
+            buf,
+            pos: 0,
+            truncated: false,
+        }
     }
     pub fn u64(&mut self, v: u64) {
         if self.pos + 8 <= self.buf.len() {
@@ -104,12 +114,17 @@ impl<'a> SlotReader<'a> {
         SlotReader { buf, pos: 0 }
     }
     pub fn u64(&mut self) -> u64 {
-        let v = self.buf.get(self.pos..self.pos + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
+        let v = self
+            .buf
+            .get(self.pos..self.pos + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
         self.pos += 8;
         v.unwrap_or(0)
     }
     pub fn bytes(&mut self) -> &'a [u8] {
-        let Some(l) = self.buf.get(self.pos..self.pos + 4) else { return b"" };
+        let Some(l) = self.buf.get(self.pos..self.pos + 4) else {
+            return b"";
+        };
         let n = u32::from_le_bytes(l.try_into().unwrap_or([0; 4])) as usize;
         let s = self.buf.get(self.pos + 4..self.pos + 4 + n).unwrap_or(b"");
         self.pos += 4 + n;

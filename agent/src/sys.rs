@@ -22,14 +22,34 @@ pub fn now() -> u64 {
 
 #[inline]
 pub fn clock(id: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(id, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 #[inline]
-pub unsafe fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
-    libc::syscall(libc::SYS_mmap, addr, len, prot as c_long, flags as c_long, fd as c_long, off) as *mut c_void
+pub unsafe fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
+    libc::syscall(
+        libc::SYS_mmap,
+        addr,
+        len,
+        prot as c_long,
+        flags as c_long,
+        fd as c_long,
+        off,
+    ) as *mut c_void
 }
 
 #[inline]
@@ -38,8 +58,21 @@ pub unsafe fn munmap(addr: *mut c_void, len: usize) -> c_int {
 }
 
 #[inline]
-pub unsafe fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, new_addr: *mut c_void) -> *mut c_void {
-    libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags as c_long, new_addr) as *mut c_void
+pub unsafe fn mremap(
+    old: *mut c_void,
+    old_len: usize,
+    new_len: usize,
+    flags: c_int,
+    new_addr: *mut c_void,
+) -> *mut c_void {
+    libc::syscall(
+        libc::SYS_mremap,
+        old,
+        old_len,
+        new_len,
+        flags as c_long,
+        new_addr,
+    ) as *mut c_void
 }
 
 #[inline]
@@ -87,6 +120,22 @@ pub fn fd_identity(fd: c_int) -> Option<(u32, u32, u64)> {
     (r == 0).then_some((stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino))
 }
 
+/// Device and inode of a path (no blocking revalidation on network filesystems).
+pub fn path_identity(path: &core::ffi::CStr) -> Option<(u32, u32, u64)> {
+    let mut stx: libc::statx = unsafe { core::mem::zeroed() };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            libc::AT_FDCWD as c_long,
+            path.as_ptr(),
+            libc::AT_STATX_DONT_SYNC as c_long,
+            libc::STATX_INO as c_long,
+            &mut stx as *mut libc::statx,
+        )
+    };
+    (r == 0).then_some((stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino))
+}
+
 /// write(2) until done or an error; returns false on error.
 pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), c_int> {
     while !buf.is_empty() {
@@ -120,7 +169,10 @@ pub fn stderr_line(parts: &[&[u8]]) {
 }
 
 pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ns: u64) {
-    let ts = libc::timespec { tv_sec: (timeout_ns / 1_000_000_000) as _, tv_nsec: (timeout_ns % 1_000_000_000) as _ };
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as _,
+        tv_nsec: (timeout_ns % 1_000_000_000) as _,
+    };
     unsafe {
         libc::syscall(
             libc::SYS_futex,
@@ -134,7 +186,12 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_n
 
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX);
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
     }
 }
 

@@ -17,10 +17,16 @@ pub const EXIT_FAILURE: i32 = 1;
 impl Error {
     /// Bad input: missing, truncated, corrupt or unsupported files, bad arguments.
     pub fn input(msg: impl Into<String>) -> Error {
-        Error { msg: msg.into(), code: EXIT_BAD_INPUT }
+        Error {
+            msg: msg.into(),
+            code: EXIT_BAD_INPUT,
+        }
     }
     pub fn failure(msg: impl Into<String>) -> Error {
-        Error { msg: msg.into(), code: EXIT_FAILURE }
+        Error {
+            msg: msg.into(),
+            code: EXIT_FAILURE,
+        }
     }
 }
 

@@ -30,8 +30,12 @@ pub struct Parsed<'a> {
 impl Recording {
     pub fn open(path: &Path) -> Result<Recording> {
         let data = std::fs::read(path).map_err(|e| io(path, e))?;
-        frame::parse_file_header(&data).map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
-        Ok(Recording { path: path.to_path_buf(), data })
+        frame::parse_file_header(&data)
+            .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+        Ok(Recording {
+            path: path.to_path_buf(),
+            data,
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -57,10 +61,18 @@ impl Recording {
                             f.kind
                         ))
                     })?;
-                    items.push(Item { offset: f.offset, size: (frame::FRAME_HEADER_LEN + f.payload.len()) as u32, rec });
+                    items.push(Item {
+                        offset: f.offset,
+                        size: (frame::FRAME_HEADER_LEN + f.payload.len()) as u32,
+                        rec,
+                    });
                 }
                 Err(e @ FrameError::Truncated { .. }) => {
-                    truncated = Some(format!("{}: {e}; showing the {} whole records before it", self.path.display(), items.len()));
+                    truncated = Some(format!(
+                        "{}: {e}; showing the {} whole records before it",
+                        self.path.display(),
+                        items.len()
+                    ));
                 }
                 Err(e) => return Err(Error::input(format!("{}: {e}", self.path.display()))),
             }
@@ -90,7 +102,10 @@ pub fn record_files(path: &Path) -> Result<Vec<PathBuf>> {
         .filter(|p| p.extension().is_some_and(|x| x == "mrec"))
         .collect();
     if files.is_empty() {
-        return Err(Error::input(format!("{}: no record files (*.mrec) in this directory", path.display())));
+        return Err(Error::input(format!(
+            "{}: no record files (*.mrec) in this directory",
+            path.display()
+        )));
     }
     files.sort();
     Ok(files)
@@ -98,5 +113,8 @@ pub fn record_files(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// Opens every record file under `path`.
 pub fn open_all(path: &Path) -> Result<Vec<Recording>> {
-    record_files(path)?.iter().map(|p| Recording::open(p)).collect()
+    record_files(path)?
+        .iter()
+        .map(|p| Recording::open(p))
+        .collect()
 }

@@ -5,7 +5,11 @@ use mapagent::text::At;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "mapagent", version, about = "Record and inspect a process's images, mappings and pages from inside it")]
+#[command(
+    name = "mapagent",
+    version,
+    about = "Record and inspect a process's images, mappings and pages from inside it"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -59,7 +63,12 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Run { output, cmd } => mapagent::cmd::run::run(output, &cmd),
         Cmd::Dump { path, json } => mapagent::cmd::dump::run(&path, json),
-        Cmd::Maps { path, pid, at, json } => mapagent::cmd::maps::run(&path, pid, at, json),
+        Cmd::Maps {
+            path,
+            pid,
+            at,
+            json,
+        } => mapagent::cmd::maps::run(&path, pid, at, json),
         Cmd::Images { path, pid, json } => mapagent::cmd::images::run(&path, pid, json),
     };
     match r {

@@ -14,7 +14,9 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn open(path: &Path) -> Result<Loaded> {
-        Ok(Loaded { recordings: input::open_all(path)? })
+        Ok(Loaded {
+            recordings: input::open_all(path)?,
+        })
     }
 
     pub fn parse(&self) -> Result<Vec<Parsed<'_>>> {
@@ -46,7 +48,10 @@ pub fn timelines<'a>(loaded: &'a Loaded, parsed: &'a [Parsed<'a>]) -> Vec<Timeli
         .filter_map(|(r, p)| {
             let t = Timeline::build(r.path.clone(), p);
             if t.is_none() {
-                eprintln!("mapagent: warning: {}: no process record; skipped", r.path.display());
+                eprintln!(
+                    "mapagent: warning: {}: no process record; skipped",
+                    r.path.display()
+                );
             }
             t
         })
@@ -57,15 +62,24 @@ pub fn timelines<'a>(loaded: &'a Loaded, parsed: &'a [Parsed<'a>]) -> Vec<Timeli
 
 /// The timelines to show: one pid (the program it was running at `at`, or all it ran if `at`
 /// is the end) or every process.
-pub fn pick<'t, 'a>(all: &'t [Timeline<'a>], pid: Option<u32>, at: At) -> Result<Vec<&'t Timeline<'a>>> {
-    let Some(pid) = pid else { return Ok(all.iter().collect()) };
+pub fn pick<'t, 'a>(
+    all: &'t [Timeline<'a>],
+    pid: Option<u32>,
+    at: At,
+) -> Result<Vec<&'t Timeline<'a>>> {
+    let Some(pid) = pid else {
+        return Ok(all.iter().collect());
+    };
     let mine: Vec<&Timeline> = all.iter().filter(|t| t.pid() == pid).collect();
     if mine.is_empty() {
         let mut pids: Vec<u32> = all.iter().map(|t| t.pid()).collect();
         pids.sort();
         pids.dedup();
         let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-        return Err(Error::input(format!("no recording of pid {pid} (recorded: {})", list.join(", "))));
+        return Err(Error::input(format!(
+            "no recording of pid {pid} (recorded: {})",
+            list.join(", ")
+        )));
     }
     if mine.len() == 1 {
         return Ok(mine);
@@ -76,7 +90,10 @@ pub fn pick<'t, 'a>(all: &'t [Timeline<'a>], pid: Option<u32>, at: At) -> Result
         _ => mine
             .iter()
             .copied()
-            .filter(|t| at.resolve(t.process.start_mono_ns).is_some_and(|x| x >= t.process.start_mono_ns))
+            .filter(|t| {
+                at.resolve(t.process.start_mono_ns)
+                    .is_some_and(|x| x >= t.process.start_mono_ns)
+            })
             .next_back()
             .or(mine.first().copied()),
     };

@@ -66,11 +66,13 @@ impl At {
                 .ok()
                 .filter(|v| v.is_finite() && *v >= 0.0)
                 .map(At::Rel)
-                .ok_or_else(|| format!("bad time '{s}': expected NS (CLOCK_MONOTONIC), +SECONDS or 'end'"));
+                .ok_or_else(|| {
+                    format!("bad time '{s}': expected NS (CLOCK_MONOTONIC), +SECONDS or 'end'")
+                });
         }
-        s.parse::<u64>()
-            .map(At::Abs)
-            .map_err(|_| format!("bad time '{s}': expected NS (CLOCK_MONOTONIC), +SECONDS or 'end'"))
+        s.parse::<u64>().map(At::Abs).map_err(|_| {
+            format!("bad time '{s}': expected NS (CLOCK_MONOTONIC), +SECONDS or 'end'")
+        })
     }
 
     /// The absolute time for a process that started at `start` (None = end).

@@ -39,14 +39,22 @@ impl ImageSpan {
     pub fn extent(&self) -> (u64, u64) {
         let loads = self.phdrs.iter().filter(|p| p.p_type == 1);
         let lo = loads.clone().map(|p| p.vaddr & !0xfff).min().unwrap_or(0);
-        let hi = loads.map(|p| p.vaddr.saturating_add(p.memsz)).max().unwrap_or(0);
-        (self.load_bias.wrapping_add(lo), self.load_bias.wrapping_add(hi))
+        let hi = loads
+            .map(|p| p.vaddr.saturating_add(p.memsz))
+            .max()
+            .unwrap_or(0);
+        (
+            self.load_bias.wrapping_add(lo),
+            self.load_bias.wrapping_add(hi),
+        )
     }
     pub fn live_at(&self, t: u64) -> bool {
         self.loaded_ns <= t && self.unloaded_ns.is_none_or(|u| u > t)
     }
     pub fn is_vdso(&self) -> bool {
-        self.path.starts_with("linux-vdso") || self.path.starts_with("linux-gate") || self.path == "[vdso]"
+        self.path.starts_with("linux-vdso")
+            || self.path.starts_with("linux-gate")
+            || self.path == "[vdso]"
     }
 }
 
@@ -57,7 +65,7 @@ enum Op {
 
 struct TimedOp {
     at: u64,
-    src: u32,
+    src: u64,
     op: Op,
 }
 
@@ -91,7 +99,11 @@ fn cause_name(c: u8) -> &'static str {
 impl<'a> Timeline<'a> {
     pub fn build(file: PathBuf, parsed: &'a Parsed<'a>) -> Option<Timeline<'a>> {
         let process = parsed.process()?.clone();
-        let page = if process.page_size >= 4096 { process.page_size as u64 } else { 4096 };
+        let page = if process.page_size >= 4096 {
+            process.page_size as u64
+        } else {
+            4096
+        };
         let mut t = Timeline {
             file,
             first_ts: process.start_mono_ns,
@@ -113,36 +125,82 @@ impl<'a> Timeline<'a> {
                 t.last_ts = t.last_ts.max(ts);
             }
             let src = |t: &mut Timeline, kind, ts, tid| {
-                t.sources.push(Source { kind, ts, tid, offset: item.offset });
-                (t.sources.len() - 1) as u32
+                t.sources.push(Source {
+                    kind,
+                    ts,
+                    tid,
+                    offset: item.offset,
+                });
+                (t.sources.len() - 1) as u64
             };
             match &item.rec {
                 Record::Mmap(m) => {
                     let s = src(&mut t, "mmap", m.ts, m.tid);
-                    t.ops.push(TimedOp { at: m.ts, src: s, op: Op::Event(i) });
+                    t.ops.push(TimedOp {
+                        at: m.ts,
+                        src: s,
+                        op: Op::Event(i),
+                    });
                 }
-                Record::Munmap(m) => t.ops.push(TimedOp { at: m.ts, src: 0, op: Op::Event(i) }),
-                Record::Mprotect(m) => t.ops.push(TimedOp { at: m.ts, src: 0, op: Op::Event(i) }),
-                Record::Mremap(m) => t.ops.push(TimedOp { at: m.ts, src: 0, op: Op::Event(i) }),
-                Record::Shmdt(m) => t.ops.push(TimedOp { at: m.ts, src: 0, op: Op::Event(i) }),
+                Record::Munmap(m) => t.ops.push(TimedOp {
+                    at: m.ts,
+                    src: 0,
+                    op: Op::Event(i),
+                }),
+                Record::Mprotect(m) => t.ops.push(TimedOp {
+                    at: m.ts,
+                    src: 0,
+                    op: Op::Event(i),
+                }),
+                Record::Mremap(m) => t.ops.push(TimedOp {
+                    at: m.ts,
+                    src: 0,
+                    op: Op::Event(i),
+                }),
+                Record::Shmdt(m) => t.ops.push(TimedOp {
+                    at: m.ts,
+                    src: 0,
+                    op: Op::Event(i),
+                }),
                 Record::Shmat(m) => {
                     let s = src(&mut t, "shmat", m.ts, m.tid);
-                    t.ops.push(TimedOp { at: m.ts, src: s, op: Op::Event(i) });
+                    t.ops.push(TimedOp {
+                        at: m.ts,
+                        src: s,
+                        op: Op::Event(i),
+                    });
                 }
                 Record::Reconcile(r) => {
                     t.reconciles += 1;
-                    let kind = if r.trigger == trigger::BASELINE { "baseline" } else { "reconcile" };
+                    let kind = if r.trigger == trigger::BASELINE {
+                        "baseline"
+                    } else {
+                        "reconcile"
+                    };
                     let s = src(&mut t, kind, r.ts, 0);
-                    // Shown from the start of the call that made the agent look, if one did;
-                    // otherwise from the last moment the agent saw the old state.
-                    let at = if r.trigger_ts > 0 { r.trigger_ts.max(r.since).min(r.ts) } else { r.since.min(r.ts) };
-                    t.ops.push(TimedOp { at, src: s, op: Op::Reconcile(reconcile_changes(r, s)) });
+                    // Each group of changes at the moment the agent placed it.
+                    for g in reconcile_changes(r, s) {
+                        t.ops.push(TimedOp {
+                            at: g.at,
+                            src: s,
+                            op: Op::Reconcile(g),
+                        });
+                    }
                 }
                 Record::Image(im) => {
                     // The same image reported twice (startup listing racing a dlopen): keep one.
-                    if t.images.iter().any(|x| x.id == im.id && x.load_bias == im.bias && x.unloaded_ns.is_none()) {
+                    if t.images
+                        .iter()
+                        .any(|x| x.id == im.id && x.load_bias == im.bias && x.unloaded_ns.is_none())
+                    {
                         continue;
                     }
+                    let s = src(&mut t, "dlopen", im.ts, 0);
+                    t.ops.push(TimedOp {
+                        at: im.ts,
+                        src: s,
+                        op: Op::Event(i),
+                    });
                     t.images.push(ImageSpan {
                         id: im.id,
                         path: im.path.lossy().into_owned(),
@@ -158,8 +216,15 @@ impl<'a> Timeline<'a> {
                     });
                 }
                 Record::ImageUnload(u) => {
+                    t.ops.push(TimedOp {
+                        at: u.ts,
+                        src: 0,
+                        op: Op::Event(i),
+                    });
                     if let Some(img) =
-                        t.images.iter_mut().rev().find(|x| x.id == u.id && x.load_bias == u.bias && x.unloaded_ns.is_none())
+                        t.images.iter_mut().rev().find(|x| {
+                            x.id == u.id && x.load_bias == u.bias && x.unloaded_ns.is_none()
+                        })
                     {
                         img.unloaded_ns = Some(u.ts);
                     }
@@ -179,7 +244,10 @@ impl<'a> Timeline<'a> {
 
     /// The moment the process image stopped being recorded.
     pub fn end_ts(&self) -> u64 {
-        self.exit.map(|e| e.ts).or(self.exec.as_ref().map(|e| e.0)).unwrap_or(self.last_ts)
+        self.exit
+            .map(|e| e.ts)
+            .or(self.exec.as_ref().map(|e| e.0))
+            .unwrap_or(self.last_ts)
     }
 
     /// How the recording ended, in words.
@@ -215,7 +283,7 @@ impl<'a> Timeline<'a> {
         rp
     }
 
-    pub fn source(&self, src: u32) -> Option<&Source> {
+    pub fn source(&self, src: u64) -> Option<&Source> {
         self.sources.get(src as usize)
     }
 
@@ -224,7 +292,11 @@ impl<'a> Timeline<'a> {
         let name = String::from_utf8_lossy(&r.name);
         self.images.iter().filter(|im| im.live_at(t)).find(|im| {
             let (lo, hi) = im.extent();
-            let same_file = if im.is_vdso() { r.name == b"[vdso]" } else { name == im.path || (im.inode != 0 && im.inode == r.ino) };
+            let same_file = if im.is_vdso() {
+                r.name == b"[vdso]"
+            } else {
+                name == im.path || (im.inode != 0 && im.inode == r.ino)
+            };
             same_file && r.start < hi && r.end > lo
         })
     }

@@ -80,7 +80,10 @@ impl<'a> Wire<'a> for bool {
         match d.take(1, "truncated bool")?[0] {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(DecodeError { what: "bad bool", at: d.pos() - 1 }),
+            _ => Err(DecodeError {
+                what: "bad bool",
+                at: d.pos() - 1,
+            }),
         }
     }
 }
@@ -165,7 +168,10 @@ impl<'a, T: Wire<'a>> Wire<'a> for Vec<T> {
         let n = u32::get(d)? as usize;
         // Every item takes at least one byte: a count beyond what is left is corrupt.
         if n > MAX_ITEMS || n > d.remaining() {
-            return Err(DecodeError { what: "list count exceeds payload", at });
+            return Err(DecodeError {
+                what: "list count exceeds payload",
+                at,
+            });
         }
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {

@@ -43,8 +43,13 @@ pub enum HeaderError {
     Empty,
     Short(usize),
     /// Not a mapagent record; `looks_like` names what it seems to be instead, if anything.
-    NotRecord { looks_like: Option<&'static str> },
-    FutureVersion { major: u16, minor: u16 },
+    NotRecord {
+        looks_like: Option<&'static str>,
+    },
+    FutureVersion {
+        major: u16,
+        minor: u16,
+    },
     BadChecksum,
 }
 
@@ -88,7 +93,9 @@ pub fn parse_file_header(data: &[u8]) -> Result<FileHeader, HeaderError> {
         if data.len() < 8 && MAGIC.starts_with(data) {
             return Err(HeaderError::Short(data.len()));
         }
-        return Err(HeaderError::NotRecord { looks_like: sniff(data) });
+        return Err(HeaderError::NotRecord {
+            looks_like: sniff(data),
+        });
     }
     if data.len() < FILE_HEADER_LEN {
         return Err(HeaderError::Short(data.len()));
@@ -103,7 +110,11 @@ pub fn parse_file_header(data: &[u8]) -> Result<FileHeader, HeaderError> {
     if crc32c::checksum(&data[..24]) != u32_at(24) {
         return Err(HeaderError::BadChecksum);
     }
-    Ok(FileHeader { major, minor, flags: u32_at(16) })
+    Ok(FileHeader {
+        major,
+        minor,
+        flags: u32_at(16),
+    })
 }
 
 /// Appends one frame; `payload` writes the record body into the buffer.
@@ -134,10 +145,22 @@ pub struct Frame<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
     /// The file ends inside a frame: everything before `offset` is good.
-    Truncated { offset: u64, needed: u64, available: u64 },
-    BadSync { offset: u64 },
-    TooLarge { offset: u64, len: u64 },
-    BadChecksum { offset: u64, kind: u16 },
+    Truncated {
+        offset: u64,
+        needed: u64,
+        available: u64,
+    },
+    BadSync {
+        offset: u64,
+    },
+    TooLarge {
+        offset: u64,
+        len: u64,
+    },
+    BadChecksum {
+        offset: u64,
+        kind: u16,
+    },
 }
 
 impl FrameError {
@@ -182,7 +205,11 @@ pub struct Frames<'a> {
 impl<'a> Frames<'a> {
     /// `data` is the whole file, header included.
     pub fn new(data: &'a [u8]) -> Self {
-        Frames { data, pos: FILE_HEADER_LEN.min(data.len()), failed: false }
+        Frames {
+            data,
+            pos: FILE_HEADER_LEN.min(data.len()),
+            failed: false,
+        }
     }
 }
 
@@ -219,12 +246,19 @@ impl<'a> Iterator for Frames<'a> {
         let crc = u32::from_le_bytes([rest[12], rest[13], rest[14], rest[15]]);
         if len > MAX_PAYLOAD {
             self.failed = true;
-            return err(FrameError::TooLarge { offset, len: len as u64 });
+            return err(FrameError::TooLarge {
+                offset,
+                len: len as u64,
+            });
         }
         let total = FRAME_HEADER_LEN + len;
         if rest.len() < total {
             self.failed = true;
-            return err(FrameError::Truncated { offset, needed: total as u64, available: rest.len() as u64 });
+            return err(FrameError::Truncated {
+                offset,
+                needed: total as u64,
+                available: rest.len() as u64,
+            });
         }
         let payload = &rest[FRAME_HEADER_LEN..total];
         let got = crc32c::update(crc32c::checksum(&rest[4..12]), payload);
@@ -233,7 +267,11 @@ impl<'a> Iterator for Frames<'a> {
             return err(FrameError::BadChecksum { offset, kind });
         }
         self.pos += total;
-        Some(Ok(Frame { offset, kind, payload }))
+        Some(Ok(Frame {
+            offset,
+            kind,
+            payload,
+        }))
     }
 }
 
@@ -245,7 +283,9 @@ mod tests {
         let mut v = Vec::new();
         encode_file_header(&mut v);
         encode_frame(7, &mut v, |o| o.extend_from_slice(b"hello"));
-        encode_frame(8, &mut v, |o| o.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9]));
+        encode_frame(8, &mut v, |o| {
+            o.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9])
+        });
         v
     }
 
@@ -268,7 +308,10 @@ mod tests {
             let ok = got.iter().filter(|r| r.is_ok()).count();
             assert_eq!(ok, if cut >= first_end { 1 } else { 0 }, "cut {cut}");
             if cut != FILE_HEADER_LEN && cut != first_end {
-                assert!(got.last().unwrap().as_ref().unwrap_err().is_truncation(), "cut {cut}");
+                assert!(
+                    got.last().unwrap().as_ref().unwrap_err().is_truncation(),
+                    "cut {cut}"
+                );
             }
         }
     }
@@ -281,7 +324,10 @@ mod tests {
                 let mut c = v.clone();
                 c[i] ^= 1 << bit;
                 let r: Vec<_> = Frames::new(&c).collect();
-                assert!(r.iter().any(|x| x.is_err()), "flip at byte {i} bit {bit} went unnoticed");
+                assert!(
+                    r.iter().any(|x| x.is_err()),
+                    "flip at byte {i} bit {bit} went unnoticed"
+                );
             }
         }
     }
@@ -292,11 +338,16 @@ mod tests {
         assert_eq!(parse_file_header(b"MAPA"), Err(HeaderError::Short(4)));
         assert_eq!(
             parse_file_header(b"PERFILE2xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
-            Err(HeaderError::NotRecord { looks_like: Some("a perf.data file") })
+            Err(HeaderError::NotRecord {
+                looks_like: Some("a perf.data file")
+            })
         );
         let mut v = sample();
         v[8] = 9; // major 9
-        assert!(matches!(parse_file_header(&v), Err(HeaderError::FutureVersion { major: 9, .. })));
+        assert!(matches!(
+            parse_file_header(&v),
+            Err(HeaderError::FutureVersion { major: 9, .. })
+        ));
         let mut v = sample();
         v[17] ^= 1;
         assert_eq!(parse_file_header(&v), Err(HeaderError::BadChecksum));

@@ -35,8 +35,15 @@ pub enum Diff {
 
 impl AddressSpace {
     pub fn new(page_size: u64) -> Self {
-        let page = if page_size.is_power_of_two() && page_size >= 4096 { page_size } else { 4096 };
-        AddressSpace { regions: BTreeMap::new(), page }
+        let page = if page_size.is_power_of_two() && page_size >= 4096 {
+            page_size
+        } else {
+            4096
+        };
+        AddressSpace {
+            regions: BTreeMap::new(),
+            page,
+        }
     }
 
     pub fn page_size(&self) -> u64 {
@@ -61,13 +68,22 @@ impl AddressSpace {
 
     /// The region containing `addr`.
     pub fn find(&self, addr: u64) -> Option<&Region> {
-        self.regions.range(..=addr).next_back().map(|(_, r)| r).filter(|r| addr < r.end)
+        self.regions
+            .range(..=addr)
+            .next_back()
+            .map(|(_, r)| r)
+            .filter(|r| addr < r.end)
     }
 
     /// Regions overlapping [start, end), clipped to it, in address order.
     pub fn clipped(&self, start: u64, end: u64) -> Vec<Region> {
         let mut out = Vec::new();
-        let first = self.regions.range(..start).next_back().map(|(&k, _)| k).unwrap_or(start);
+        let first = self
+            .regions
+            .range(..start)
+            .next_back()
+            .map(|(&k, _)| k)
+            .unwrap_or(start);
         for (_, r) in self.regions.range(first..end) {
             if r.end > start {
                 out.push(r.clip(start, end));
@@ -158,7 +174,10 @@ impl AddressSpace {
             } else if new_len > old_len {
                 let mut grow = match pieces.last() {
                     Some(last) => last.clip(last.start, last.end),
-                    None => Region { prot: 3, ..Default::default() },
+                    None => Region {
+                        prot: 3,
+                        ..Default::default()
+                    },
                 };
                 if grow.is_file() {
                     grow.offset = grow.offset.wrapping_add(old_end - grow.start);
@@ -177,14 +196,23 @@ impl AddressSpace {
         if pieces.is_empty() {
             // The model never saw the source (mapped behind the hooks' back): keep the new
             // range as anonymous memory; the next reconcile corrects it if needed.
-            self.map(Region { start: result, end: new_end, prot: 3, ..Default::default() });
+            self.map(Region {
+                start: result,
+                end: new_end,
+                prot: 3,
+                ..Default::default()
+            });
             return;
         }
         let n = pieces.len();
         for (i, p) in pieces.into_iter().enumerate() {
             let mut r = p.clone();
             r.start = result + (p.start - old);
-            r.end = if i + 1 == n { new_end } else { result + (p.end - old) };
+            r.end = if i + 1 == n {
+                new_end
+            } else {
+                result + (p.end - old)
+            };
             if r.start >= new_end {
                 break;
             }
@@ -197,20 +225,37 @@ impl AddressSpace {
 
     /// Removes and returns every region overlapping [start, end).
     fn take_overlapping(&mut self, start: u64, end: u64) -> Vec<Region> {
-        let first = self.regions.range(..start).next_back().map(|(&k, _)| k).unwrap_or(start);
+        let first = self
+            .regions
+            .range(..start)
+            .next_back()
+            .map(|(&k, _)| k)
+            .unwrap_or(start);
         let keys: Vec<u64> = self
             .regions
             .range(first..end)
             .filter(|(_, r)| r.end > start)
             .map(|(&k, _)| k)
             .collect();
-        keys.into_iter().filter_map(|k| self.regions.remove(&k)).collect()
+        keys.into_iter()
+            .filter_map(|k| self.regions.remove(&k))
+            .collect()
     }
 
     /// Merges mergeable neighbours in and around [start, end), as the kernel's vma_merge does.
     fn merge_around(&mut self, start: u64, end: u64) {
-        let from = self.regions.range(..start).next_back().map(|(&k, _)| k).unwrap_or(start);
-        let to = self.regions.range(end..).next().map(|(&k, _)| k).unwrap_or(end);
+        let from = self
+            .regions
+            .range(..start)
+            .next_back()
+            .map(|(&k, _)| k)
+            .unwrap_or(start);
+        let to = self
+            .regions
+            .range(end..)
+            .next()
+            .map(|(&k, _)| k)
+            .unwrap_or(end);
         let keys: Vec<u64> = self.regions.range(from..=to).map(|(&k, _)| k).collect();
         let mut cur: Option<u64> = None;
         for k in keys {
@@ -301,10 +346,24 @@ mod tests {
     use crate::region::parse_maps;
 
     fn anon(s: u64, e: u64, prot: u8) -> Region {
-        Region { start: s, end: e, prot, ..Default::default() }
+        Region {
+            start: s,
+            end: e,
+            prot,
+            ..Default::default()
+        }
     }
     fn file(s: u64, e: u64, prot: u8, off: u64) -> Region {
-        Region { start: s, end: e, prot, offset: off, ino: 7, name: b"/f".to_vec(), dev_major: 8, ..Default::default() }
+        Region {
+            start: s,
+            end: e,
+            prot,
+            offset: off,
+            ino: 7,
+            name: b"/f".to_vec(),
+            dev_major: 8,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -277,6 +277,8 @@ pub mod trigger {
     pub const FORK: u8 = 8;
     pub const PERIODIC: u8 = 9;
     pub const SHM: u8 = 10;
+    /// A dlopen, dlclose or pthread_create was still running; `trigger_ts` is its start.
+    pub const IN_FLIGHT: u8 = 11;
 
     pub fn name(t: u8) -> &'static str {
         match t {
@@ -291,6 +293,7 @@ pub mod trigger {
             FORK => "fork",
             PERIODIC => "periodic",
             SHM => "shm",
+            IN_FLIGHT => "in-flight call",
             _ => "unknown",
         }
     }
@@ -328,6 +331,8 @@ wire_struct! {
     pub struct Change<'a> {
         pub op: u8,
         pub region: RegionRec<'a>,
+        /// When the change is taken to have happened (see Reconcile).
+        pub at: u64,
     }
 }
 
@@ -335,8 +340,10 @@ wire_struct! {
     /// What the kernel's view (/proc/self/maps, read at `ts`) showed that the hooked calls had
     /// not: glibc-internal mmaps, brk, ld.so mapping libraries, thread stacks. The changes
     /// happened after `since` (the last moment the agent saw its model agree with the kernel)
-    /// and no later than `ts`. When a hooked call made the agent look (dlopen, pthread_create),
-    /// `trigger_ts` is when that call started and the changes are attributed to it.
+    /// and no later than `ts`; each change's `at` is the agent's best placement in that window:
+    /// a thread's stack at its pthread_create, other changes at the start of the call that made
+    /// the agent look (`trigger_ts`) or at `since`, and at `ts` when the view was not quiescent
+    /// (mapping calls on other threads were under way, so the view may be ahead of the events).
     /// A BASELINE record lists the whole address space as additions.
     pub struct Reconcile<'a> {
         pub ts: u64,
@@ -519,19 +526,40 @@ mod tests {
                 argv: vec![Bytes(b"true"), Bytes(b"--x")],
                 ..Default::default()
             }),
-            Record::Mmap(Mmap { ts: 5, addr: 0, len: 4096, result: 0x7000, path: Bytes(b"/x"), ..Default::default() }),
+            Record::Mmap(Mmap {
+                ts: 5,
+                addr: 0,
+                len: 4096,
+                result: 0x7000,
+                path: Bytes(b"/x"),
+                ..Default::default()
+            }),
             Record::Image(Image {
                 id: 1,
                 build_id: Hex(&[1, 2, 3]),
-                phdrs: vec![Phdr { p_type: 1, vaddr: 0x1000, ..Default::default() }],
+                phdrs: vec![Phdr {
+                    p_type: 1,
+                    vaddr: 0x1000,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             Record::Reconcile(Reconcile {
                 ts: 9,
-                changes: vec![Change { op: change_op::ADD, region: RegionRec { start: 1, end: 2, ..Default::default() } }],
+                changes: vec![Change {
+                    op: change_op::ADD,
+                    region: RegionRec {
+                        start: 1,
+                        end: 2,
+                        ..Default::default()
+                    },
+                }],
                 ..Default::default()
             }),
-            Record::Unknown { kind: 999, payload: b"future" },
+            Record::Unknown {
+                kind: 999,
+                payload: b"future",
+            },
         ];
         let mut file = Vec::new();
         frame::encode_file_header(&mut file);
@@ -550,9 +578,20 @@ mod tests {
     #[test]
     fn newer_payload_with_appended_fields_still_decodes() {
         let mut p = Vec::new();
-        Munmap { ts: 1, tid: 2, addr: 3, len: 4, ret: 0, errno: 0 }.put(&mut p);
+        Munmap {
+            ts: 1,
+            tid: 2,
+            addr: 3,
+            len: 4,
+            ret: 0,
+            errno: 0,
+        }
+        .put(&mut p);
         p.extend_from_slice(b"fields from a later minor version");
-        assert!(matches!(Record::decode(kind::MUNMAP, &p), Ok(Record::Munmap(Munmap { addr: 3, .. }))));
+        assert!(matches!(
+            Record::decode(kind::MUNMAP, &p),
+            Ok(Record::Munmap(Munmap { addr: 3, .. }))
+        ));
         assert!(Record::decode(kind::MUNMAP, &p[..10]).is_err());
     }
 }

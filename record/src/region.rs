@@ -8,8 +8,8 @@ pub const PROT_READ: u8 = 1;
 pub const PROT_WRITE: u8 = 2;
 pub const PROT_EXEC: u8 = 4;
 
-/// One mapping. `src` is an opaque provenance tag for the user of the model (which record
-/// created the region); it never takes part in comparisons.
+/// One mapping. `src` is an opaque provenance tag for the user of the model (the collector:
+/// which record created the region; the agent: when); it never takes part in comparisons.
 #[derive(Clone, Debug, Default)]
 pub struct Region {
     pub start: u64,
@@ -21,12 +21,15 @@ pub struct Region {
     pub dev_minor: u32,
     pub ino: u64,
     pub name: Vec<u8>,
-    pub src: u32,
+    pub src: u64,
 }
 
 impl PartialEq for Region {
     fn eq(&self, o: &Self) -> bool {
-        self.start == o.start && self.end == o.end && self.offset == o.offset && self.same_identity(o)
+        self.start == o.start
+            && self.end == o.end
+            && self.offset == o.offset
+            && self.same_identity(o)
     }
 }
 impl Eq for Region {}
@@ -78,7 +81,10 @@ impl Region {
     pub fn display_name(&self) -> String {
         if self.name.is_empty() {
             if self.is_file() {
-                format!("[dev {:x}:{:x} ino {}]", self.dev_major, self.dev_minor, self.ino)
+                format!(
+                    "[dev {:x}:{:x} ino {}]",
+                    self.dev_major, self.dev_minor, self.ino
+                )
             } else {
                 "[anon]".to_string()
             }
@@ -99,7 +105,7 @@ impl Region {
             name: Bytes(&self.name),
         }
     }
-    pub fn from_rec(r: &RegionRec<'_>, src: u32) -> Region {
+    pub fn from_rec(r: &RegionRec<'_>, src: u64) -> Region {
         Region {
             start: r.start,
             end: r.end,
@@ -218,7 +224,18 @@ pub fn parse_maps_line(line: &[u8]) -> Option<Region> {
     let shared = perms[3] == b's';
     let name_start = rest.iter().position(|&c| c != b' ').unwrap_or(rest.len());
     let name = rest[name_start..].to_vec();
-    let mut r = Region { start, end, prot, shared, offset, dev_major, dev_minor, ino, name, src: 0 };
+    let mut r = Region {
+        start,
+        end,
+        prot,
+        shared,
+        offset,
+        dev_major,
+        dev_minor,
+        ino,
+        name,
+        src: 0,
+    };
     if !r.is_file() {
         r.offset = 0;
     }
@@ -232,7 +249,10 @@ pub fn parse_maps(text: &[u8]) -> Result<Vec<Region>, MapsParseError> {
         if line.is_empty() {
             continue;
         }
-        out.push(parse_maps_line(line).ok_or(MapsParseError { line: i + 1, what: "not a maps line" })?);
+        out.push(parse_maps_line(line).ok_or(MapsParseError {
+            line: i + 1,
+            what: "not a maps line",
+        })?);
     }
     Ok(out)
 }
@@ -276,15 +296,51 @@ mod tests {
 
     #[test]
     fn coalesces_like_the_kernel() {
-        let a = Region { start: 0x1000, end: 0x2000, prot: 3, ..Default::default() };
-        let b = Region { start: 0x2000, end: 0x3000, prot: 3, ..Default::default() };
-        let c = Region { start: 0x3000, end: 0x4000, prot: 1, ..Default::default() };
+        let a = Region {
+            start: 0x1000,
+            end: 0x2000,
+            prot: 3,
+            ..Default::default()
+        };
+        let b = Region {
+            start: 0x2000,
+            end: 0x3000,
+            prot: 3,
+            ..Default::default()
+        };
+        let c = Region {
+            start: 0x3000,
+            end: 0x4000,
+            prot: 1,
+            ..Default::default()
+        };
         assert_eq!(coalesce(vec![a.clone(), b, c.clone()]).len(), 2);
-        let f1 = Region { start: 0x1000, end: 0x2000, prot: 1, ino: 9, offset: 0, ..Default::default() };
-        let f2 = Region { start: 0x2000, end: 0x3000, prot: 1, ino: 9, offset: 0, ..Default::default() };
+        let f1 = Region {
+            start: 0x1000,
+            end: 0x2000,
+            prot: 1,
+            ino: 9,
+            offset: 0,
+            ..Default::default()
+        };
+        let f2 = Region {
+            start: 0x2000,
+            end: 0x3000,
+            prot: 1,
+            ino: 9,
+            offset: 0,
+            ..Default::default()
+        };
         // Same file, offsets not contiguous (a ring buffer mapped twice): two lines.
         assert_eq!(coalesce(vec![f1.clone(), f2]).len(), 2);
-        let f3 = Region { start: 0x2000, end: 0x3000, prot: 1, ino: 9, offset: 0x1000, ..Default::default() };
+        let f3 = Region {
+            start: 0x2000,
+            end: 0x3000,
+            prot: 1,
+            ino: 9,
+            offset: 0x1000,
+            ..Default::default()
+        };
         assert_eq!(coalesce(vec![f1, f3]).len(), 1);
     }
 }

@@ -2,8 +2,10 @@
 //! code as it writes them, and the collector replays files with the same code, so both always
 //! agree on the model a Reconcile record was computed against.
 
-use crate::model::{page_up, AddressSpace, MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, MAP_SHARED_VALIDATE};
-use crate::records::{change_op, Reconcile, Record};
+use crate::model::{
+    page_up, AddressSpace, MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, MAP_SHARED_VALIDATE,
+};
+use crate::records::{change_op, image_cause, Phdr, Reconcile, Record};
 use crate::region::Region;
 use std::collections::BTreeMap;
 
@@ -14,39 +16,54 @@ pub struct Replayer {
     pub space: AddressSpace,
     /// SysV attachments: address -> length, so shmdt knows what to remove.
     shm: BTreeMap<u64, u64>,
+    /// dlopen'ed images by id, so an unload knows its extent.
+    images: BTreeMap<u64, (u64, Vec<Phdr>)>,
 }
 
-/// A reconcile record's changes as model regions: removals, then additions.
+/// Changes of a reconcile record that take effect at the same moment: removals, then
+/// additions.
+#[derive(Default)]
 pub struct ReconcileChanges {
+    pub at: u64,
     pub removes: Vec<Region>,
     pub adds: Vec<Region>,
 }
 
-pub fn reconcile_changes(r: &Reconcile<'_>, src: u32) -> ReconcileChanges {
-    let mut out = ReconcileChanges { removes: Vec::new(), adds: Vec::new() };
+/// A reconcile record's changes grouped by the moment each takes effect, earliest first.
+pub fn reconcile_changes(r: &Reconcile<'_>, src: u64) -> Vec<ReconcileChanges> {
+    let mut groups: BTreeMap<u64, ReconcileChanges> = BTreeMap::new();
     for c in &r.changes {
+        let at = if c.at == 0 { r.ts } else { c.at };
+        let g = groups.entry(at).or_insert_with(|| ReconcileChanges {
+            at,
+            ..Default::default()
+        });
         let region = Region::from_rec(&c.region, src);
         match c.op {
-            change_op::REMOVE => out.removes.push(region),
-            change_op::ADD => out.adds.push(region),
+            change_op::REMOVE => g.removes.push(region),
+            change_op::ADD => g.adds.push(region),
             _ => {}
         }
     }
-    out
+    groups.into_values().collect()
 }
 
 impl Replayer {
     pub fn new(page_size: u64) -> Self {
-        Replayer { space: AddressSpace::new(page_size), shm: BTreeMap::new() }
+        Replayer {
+            space: AddressSpace::new(page_size),
+            shm: BTreeMap::new(),
+            images: BTreeMap::new(),
+        }
     }
 
     fn page(&self) -> u64 {
         self.space.page_size()
     }
 
-    /// Applies a mapping record (Mmap, Munmap, Mremap, Mprotect, Shmat, Shmdt); other kinds
-    /// do nothing. `src` tags regions this record creates. Returns true if the model changed.
-    pub fn apply_event(&mut self, rec: &Record<'_>, src: u32) -> bool {
+    /// Applies a mapping record (Mmap, Munmap, Mremap, Mprotect, Shmat, Shmdt, and Image /
+    /// ImageUnload from dlopen/dlclose); other kinds do nothing. `src` tags regions this record creates. Returns true if the model changed.
+    pub fn apply_event(&mut self, rec: &Record<'_>, src: u64) -> bool {
         let page = self.page();
         match rec {
             Record::Mmap(m) => {
@@ -74,21 +91,27 @@ impl Replayer {
                 if m.ret != 0 {
                     return false;
                 }
-                self.space.unmap(m.addr, m.addr.saturating_add(page_up(m.len, page)));
+                self.space
+                    .unmap(m.addr, m.addr.saturating_add(page_up(m.len, page)));
                 true
             }
             Record::Mremap(m) => {
                 if m.errno != 0 || m.result == MAP_FAILED {
                     return false;
                 }
-                self.space.remap(m.old_addr, m.old_len, m.new_len, m.flags, m.result);
+                self.space
+                    .remap(m.old_addr, m.old_len, m.new_len, m.flags, m.result);
                 true
             }
             Record::Mprotect(m) => {
                 if m.ret != 0 {
                     return false;
                 }
-                self.space.protect(m.addr, m.addr.saturating_add(page_up(m.len, page)), (m.prot & 7) as u8);
+                self.space.protect(
+                    m.addr,
+                    m.addr.saturating_add(page_up(m.len, page)),
+                    (m.prot & 7) as u8,
+                );
                 true
             }
             Record::Shmat(s) => {
@@ -111,6 +134,35 @@ impl Replayer {
                 });
                 true
             }
+            // Images loaded after the start are placed when seen, as ld.so lays them out;
+            // images present at start are already in the baseline and only remembered.
+            Record::Image(im) => {
+                self.images.insert(im.id, (im.bias, im.phdrs.clone()));
+                if im.cause == image_cause::STARTUP {
+                    return false;
+                }
+                for r in image_regions(
+                    im.bias,
+                    &im.phdrs,
+                    im.path.0,
+                    (im.dev_major, im.dev_minor),
+                    im.ino,
+                    page,
+                    src,
+                ) {
+                    self.space.map(r);
+                }
+                true
+            }
+            Record::ImageUnload(u) => match self.images.remove(&u.id) {
+                Some((bias, phdrs)) => {
+                    if let Some((s, e)) = image_extent(bias, &phdrs, page) {
+                        self.space.unmap(s, e);
+                    }
+                    true
+                }
+                None => false,
+            },
             Record::Shmdt(s) => {
                 if s.ret != 0 {
                     return false;
@@ -142,6 +194,94 @@ impl Replayer {
     pub fn adopt(&mut self, kernel: Vec<Region>) {
         self.space.replace(kernel);
         let space = &self.space;
-        self.shm.retain(|&a, _| space.find(a).is_some_and(|r| r.name.starts_with(b"/SYSV")));
+        self.shm
+            .retain(|&a, _| space.find(a).is_some_and(|r| r.name.starts_with(b"/SYSV")));
     }
+}
+
+/// The mappings ld.so creates for an ELF image loaded at `bias` (glibc's _dl_map_segments):
+/// each PT_LOAD's file pages with its protection, the holes between segments PROT_NONE (still
+/// file-backed), the bss past the file as anonymous memory, and PT_GNU_RELRO made read-only
+/// after relocation. Used to place a dlopen'ed image at the moment it was loaded, not at the
+/// next reconcile.
+pub fn image_regions(
+    bias: u64,
+    phdrs: &[crate::records::Phdr],
+    path: &[u8],
+    dev: (u32, u32),
+    ino: u64,
+    page: u64,
+    src: u64,
+) -> Vec<Region> {
+    const PT_LOAD: u32 = 1;
+    const PT_GNU_RELRO: u32 = 0x6474_e552;
+    let trunc = |x: u64| x & !(page - 1);
+    let round = |x: u64| page_up(x, page);
+    let prot_of =
+        |f: u32| ((f & 4 != 0) as u8) | (((f & 2 != 0) as u8) << 1) | (((f & 1 != 0) as u8) << 2);
+    let loads: Vec<&crate::records::Phdr> = phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && p.memsz > 0)
+        .collect();
+    let Some(first) = loads.first() else {
+        return Vec::new();
+    };
+    let mut space = AddressSpace::new(page);
+    let file = |start: u64, end: u64, prot: u8, offset: u64| Region {
+        start,
+        end,
+        prot,
+        shared: false,
+        offset,
+        dev_major: dev.0,
+        dev_minor: dev.1,
+        ino,
+        name: path.to_vec(),
+        src,
+    };
+    let base_off = trunc(first.offset);
+    let base_addr = bias.wrapping_add(trunc(first.vaddr));
+    // The whole extent is reserved first with the first segment's mapping; holes end up
+    // PROT_NONE.
+    let last_end = loads
+        .iter()
+        .map(|p| bias.wrapping_add(round(p.vaddr + p.memsz)))
+        .max()
+        .unwrap_or(base_addr);
+    space.map(file(base_addr, last_end, 0, base_off));
+    for p in &loads {
+        let start = bias.wrapping_add(trunc(p.vaddr));
+        let file_end = bias.wrapping_add(round(p.vaddr + p.filesz));
+        let alloc_end = bias.wrapping_add(round(p.vaddr + p.memsz));
+        if file_end > start {
+            space.map(file(start, file_end, prot_of(p.p_flags), trunc(p.offset)));
+        }
+        if alloc_end > file_end {
+            space.map(Region {
+                start: file_end.max(start),
+                end: alloc_end,
+                prot: prot_of(p.p_flags),
+                src,
+                ..Default::default()
+            });
+        }
+    }
+    if let Some(r) = phdrs.iter().find(|p| p.p_type == PT_GNU_RELRO) {
+        let (s, e) = (
+            bias.wrapping_add(trunc(r.vaddr)),
+            bias.wrapping_add(trunc(r.vaddr + r.memsz)),
+        );
+        if e > s {
+            space.protect(s, e, 1);
+        }
+    }
+    space.regions()
+}
+
+/// The address range an image occupies (what dlclose unmaps).
+pub fn image_extent(bias: u64, phdrs: &[crate::records::Phdr], page: u64) -> Option<(u64, u64)> {
+    let loads = phdrs.iter().filter(|p| p.p_type == 1 && p.memsz > 0);
+    let lo = loads.clone().map(|p| p.vaddr & !(page - 1)).min()?;
+    let hi = loads.map(|p| page_up(p.vaddr + p.memsz, page)).max()?;
+    Some((bias.wrapping_add(lo), bias.wrapping_add(hi)))
 }

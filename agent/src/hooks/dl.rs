@@ -39,20 +39,44 @@ pub unsafe extern "C" fn dlmopen(_lmid: c_long, _file: *const c_char, _mode: c_i
     core::arch::naked_asm!("mov x3, x30", "b {imp}", imp = sym dlmopen_from)
 }
 
-unsafe extern "C" fn dlopen_from(file: *const c_char, mode: c_int, caller: *const c_void) -> *mut c_void {
+unsafe extern "C" fn dlopen_from(
+    file: *const c_char,
+    mode: c_int,
+    caller: *const c_void,
+) -> *mut c_void {
     open(None, file, mode, caller)
 }
 
-unsafe extern "C" fn dlmopen_from(lmid: c_long, file: *const c_char, mode: c_int, caller: *const c_void) -> *mut c_void {
+unsafe extern "C" fn dlmopen_from(
+    lmid: c_long,
+    file: *const c_char,
+    mode: c_int,
+    caller: *const c_void,
+) -> *mut c_void {
     open(Some(lmid), file, mode, caller)
 }
 
-unsafe fn open(lmid_arg: Option<c_long>, file: *const c_char, mode: c_int, caller: *const c_void) -> *mut c_void {
-    let t0 = sys::now();
+unsafe fn open(
+    lmid_arg: Option<c_long>,
+    file: *const c_char,
+    mode: c_int,
+    caller: *const c_void,
+) -> *mut c_void {
+    let rec = agent::recording();
+    let t0 = rec.map_or(0, |ag| ag.slow_begin());
     let mut buf = [0u8; PATH_BUF];
-    let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dlresolve::plan(file, caller, &mut buf)))
-        .unwrap_or(dlresolve::Plan { rewritten: false, lmid: 0 });
-    let path = if plan.rewritten { buf.as_ptr().cast() } else { file };
+    let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dlresolve::plan(file, caller, &mut buf)
+    }))
+    .unwrap_or(dlresolve::Plan {
+        rewritten: false,
+        lmid: 0,
+    });
+    let path = if plan.rewritten {
+        buf.as_ptr().cast()
+    } else {
+        file
+    };
     let lmid = lmid_arg.unwrap_or(plan.lmid);
     let handle = if lmid_arg.is_some() || lmid != 0 {
         match crate::real::dlmopen() {
@@ -66,22 +90,39 @@ unsafe fn open(lmid_arg: Option<c_long>, file: *const c_char, mode: c_int, calle
         }
     };
     let e = sys::errno();
-    if let Some(ag) = agent::recording() {
+    if let Some(ag) = rec {
         match ag.pool.take() {
             Some(slot) => {
                 let mut w = SlotWriter::new(ag.pool.bytes(slot));
                 w.cstr(file);
-                w.bytes(if plan.rewritten { &buf[..libc::strlen(buf.as_ptr().cast())] } else { b"" });
+                w.bytes(if plan.rewritten {
+                    &buf[..libc::strlen(buf.as_ptr().cast())]
+                } else {
+                    b""
+                });
                 let mut ev = Event::new(
                     Kind::Dlopen,
-                    [t0, mode as i64 as u64, lmid_arg.unwrap_or(-1) as u64, handle as u64, 0, 0, 0, 0],
+                    [
+                        t0,
+                        mode as i64 as u64,
+                        lmid_arg.unwrap_or(-1) as u64,
+                        handle as u64,
+                        0,
+                        0,
+                        0,
+                        0,
+                    ],
                 );
                 ev.slot = slot;
                 ag.push(ev);
             }
             None => ag.drop_one(),
         }
-        images::rescan(&mut EventSink { ag, cause: image_cause::DLOPEN });
+        images::rescan(&mut EventSink {
+            ag,
+            cause: image_cause::DLOPEN,
+        });
+        ag.slow_end();
     }
     sys::set_errno(e);
     handle
@@ -89,15 +130,23 @@ unsafe fn open(lmid_arg: Option<c_long>, file: *const c_char, mode: c_int, calle
 
 #[no_mangle]
 pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
-    let t0 = sys::now();
+    let rec = agent::recording();
+    let t0 = rec.map_or(0, |ag| ag.slow_begin());
     let r = match crate::real::dlclose() {
         Some(f) => f(handle),
         None => -1,
     };
     let e = sys::errno();
-    if let Some(ag) = agent::recording() {
-        ag.push(Event::new(Kind::Dlclose, [handle as u64, r as i64 as u64, t0, 0, 0, 0, 0, 0]));
-        images::rescan(&mut EventSink { ag, cause: image_cause::DLCLOSE });
+    if let Some(ag) = rec {
+        ag.push(Event::new(
+            Kind::Dlclose,
+            [handle as u64, r as i64 as u64, t0, 0, 0, 0, 0, 0],
+        ));
+        images::rescan(&mut EventSink {
+            ag,
+            cause: image_cause::DLCLOSE,
+        });
+        ag.slow_end();
     }
     sys::set_errno(e);
     r
@@ -118,9 +167,16 @@ impl Sink for EventSink<'_> {
             self.ag.drop_one();
             return false;
         };
+        // Pin the file now: by the time the writer looks, another image may sit at this address.
+        let (ma, mi, ino) = s
+            .cname
+            .and_then(crate::sys::path_identity)
+            .unwrap_or((0, 0, 0));
         let mut w = SlotWriter::new(unsafe { self.ag.pool.bytes(slot) });
         w.u64(s.key);
         w.u64(s.bias);
+        w.u64((ma as u64) << 32 | mi as u64);
+        w.u64(ino);
         let phdrs = &s.phdrs[..s.phdrs.len().min(MAX_PHDRS)];
         w.u64(phdrs.len() as u64);
         for p in phdrs {
@@ -140,6 +196,9 @@ impl Sink for EventSink<'_> {
     }
 
     fn unload(&mut self, key: u64, bias: u64) {
-        self.ag.push(Event::new(Kind::ImageUnload, [key, bias, self.cause as u64, 0, 0, 0, 0, 0]));
+        self.ag.push(Event::new(
+            Kind::ImageUnload,
+            [key, bias, self.cause as u64, 0, 0, 0, 0, 0],
+        ));
     }
 }

@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 /// Runs `call` and, if the agent is recording, `rec` with its result; errno is preserved.
 #[inline(always)]
 fn tracked<R: Copy>(call: impl FnOnce() -> R, rec: impl FnOnce(&Agent, R, c_int)) -> R {
-    let Some(ag) = agent::recording() else { return call() };
+    let Some(ag) = agent::recording() else {
+        return call();
+    };
     ag.started.fetch_add(1, Ordering::Relaxed);
     let r = call();
     let e = sys::errno();
@@ -32,17 +34,39 @@ fn err_if(failed: bool, e: c_int) -> i32 {
 }
 
 #[inline(always)]
-unsafe fn do_mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+unsafe fn do_mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
     tracked(
         || sys::mmap(addr, len, prot, flags, fd, off),
         |ag, r, e| {
             let failed = r == libc::MAP_FAILED;
             let mut id = 0u64;
             let mut ino = 0u64;
+            let mut slot = crate::event::NO_SLOT;
             if !failed && flags & libc::MAP_ANONYMOUS == 0 && fd >= 0 {
                 if let Some((ma, mi, i)) = sys::fd_identity(fd) {
                     id = (ma as u64) << 32 | mi as u64;
                     ino = i;
+                    // A file the writer has not named yet: take its path now, the caller may
+                    // close the fd and unmap before the writer looks.
+                    if !ag
+                        .known_files
+                        .contains(crate::agent::KnownFiles::key(id, ino))
+                    {
+                        if let Some(s) = ag.pool.take() {
+                            if fd_path(fd, ag.pool.bytes(s)) {
+                                slot = s;
+                            } else {
+                                ag.pool.give(s);
+                            }
+                        }
+                    }
                 }
             }
             let mut ev = Event::new(
@@ -59,18 +83,59 @@ unsafe fn do_mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: 
                 ],
             );
             ev.err = err_if(failed, e);
+            ev.slot = slot;
             ag.push(ev);
         },
     )
 }
 
+/// readlink("/proc/self/fd/N") into a slot as a length-prefixed string, without allocating.
+unsafe fn fd_path(fd: c_int, slot: &mut [u8]) -> bool {
+    let mut link = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0";
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    let mut v = fd as u32;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        link[14 + i] = digits[n - 1 - i];
+    }
+    let (len, body) = slot.split_at_mut(4);
+    let r = libc::readlink(link.as_ptr().cast(), body.as_mut_ptr().cast(), body.len());
+    if r <= 0 {
+        return false;
+    }
+    len.copy_from_slice(&(r as u32).to_le_bytes());
+    true
+}
+
 #[no_mangle]
-pub unsafe extern "C" fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+pub unsafe extern "C" fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
     do_mmap(addr, len, prot, flags, fd, off)
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn mmap64(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+pub unsafe extern "C" fn mmap64(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
     do_mmap(addr, len, prot, flags, fd, off)
 }
 
@@ -79,7 +144,10 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
     tracked(
         || sys::munmap(addr, len),
         |ag, r, e| {
-            let mut ev = Event::new(Kind::Munmap, [addr as u64, len as u64, r as i64 as u64, 0, 0, 0, 0, 0]);
+            let mut ev = Event::new(
+                Kind::Munmap,
+                [addr as u64, len as u64, r as i64 as u64, 0, 0, 0, 0, 0],
+            );
             ev.err = err_if(r != 0, e);
             ag.push(ev);
         },
@@ -89,14 +157,33 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
 /// mremap is variadic in C; on x86_64 and aarch64 the optional fifth argument arrives in the
 /// same register as a fixed one, and is only read when MREMAP_FIXED says it was passed.
 #[no_mangle]
-pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, new_addr: *mut c_void) -> *mut c_void {
-    let new_addr = if flags & libc::MREMAP_FIXED != 0 { new_addr } else { core::ptr::null_mut() };
+pub unsafe extern "C" fn mremap(
+    old: *mut c_void,
+    old_len: usize,
+    new_len: usize,
+    flags: c_int,
+    new_addr: *mut c_void,
+) -> *mut c_void {
+    let new_addr = if flags & libc::MREMAP_FIXED != 0 {
+        new_addr
+    } else {
+        core::ptr::null_mut()
+    };
     tracked(
         || sys::mremap(old, old_len, new_len, flags, new_addr),
         |ag, r, e| {
             let mut ev = Event::new(
                 Kind::Mremap,
-                [old as u64, old_len as u64, new_len as u64, flags as u32 as u64, new_addr as u64, r as u64, 0, 0],
+                [
+                    old as u64,
+                    old_len as u64,
+                    new_len as u64,
+                    flags as u32 as u64,
+                    new_addr as u64,
+                    r as u64,
+                    0,
+                    0,
+                ],
             );
             ev.err = err_if(r == libc::MAP_FAILED, e);
             ag.push(ev);
@@ -109,8 +196,19 @@ pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: usize, prot: c_int) ->
     tracked(
         || sys::mprotect(addr, len, prot),
         |ag, r, e| {
-            let mut ev =
-                Event::new(Kind::Mprotect, [addr as u64, len as u64, prot as u32 as u64, r as i64 as u64, 0, 0, 0, 0]);
+            let mut ev = Event::new(
+                Kind::Mprotect,
+                [
+                    addr as u64,
+                    len as u64,
+                    prot as u32 as u64,
+                    r as i64 as u64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+            );
             ev.err = err_if(r != 0, e);
             ag.push(ev);
         },
@@ -119,13 +217,18 @@ pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: usize, prot: c_int) ->
 
 #[no_mangle]
 pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint) -> c_int {
-    let Some(ag) = agent::recording() else { return sys::memfd_create(name, flags) };
+    let Some(ag) = agent::recording() else {
+        return sys::memfd_create(name, flags);
+    };
     let fd = sys::memfd_create(name, flags);
     let e = sys::errno();
     match ag.pool.take() {
         Some(slot) => {
             crate::pool::SlotWriter::new(ag.pool.bytes(slot)).cstr(name);
-            let mut ev = Event::new(Kind::MemfdCreate, [flags as u64, fd as i64 as u64, 0, 0, 0, 0, 0, 0]);
+            let mut ev = Event::new(
+                Kind::MemfdCreate,
+                [flags as u64, fd as i64 as u64, 0, 0, 0, 0, 0, 0],
+            );
             ev.slot = slot;
             ev.err = err_if(fd < 0, e);
             ag.push(ev);
@@ -143,7 +246,16 @@ pub unsafe extern "C" fn shmat(shmid: c_int, addr: *const c_void, flg: c_int) ->
         |ag, r, e| {
             let mut ev = Event::new(
                 Kind::Shmat,
-                [shmid as i64 as u64, addr as u64, flg as i64 as u64, r as u64, 0, 0, 0, 0],
+                [
+                    shmid as i64 as u64,
+                    addr as u64,
+                    flg as i64 as u64,
+                    r as u64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
             );
             ev.err = err_if(r as isize == -1, e);
             ag.push(ev);
@@ -156,7 +268,10 @@ pub unsafe extern "C" fn shmdt(addr: *const c_void) -> c_int {
     tracked(
         || sys::shmdt(addr),
         |ag, r, e| {
-            let mut ev = Event::new(Kind::Shmdt, [addr as u64, r as i64 as u64, 0, 0, 0, 0, 0, 0]);
+            let mut ev = Event::new(
+                Kind::Shmdt,
+                [addr as u64, r as i64 as u64, 0, 0, 0, 0, 0, 0],
+            );
             ev.err = err_if(r != 0, e);
             ag.push(ev);
         },

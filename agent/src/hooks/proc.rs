@@ -16,12 +16,23 @@ pub unsafe extern "C" fn pthread_create(
     start: real::PthreadStart,
     arg: *mut c_void,
 ) -> c_int {
-    let Some(f) = real::pthread_create() else { return libc::EAGAIN };
-    let t0 = crate::sys::now();
+    let Some(f) = real::pthread_create() else {
+        return libc::EAGAIN;
+    };
+    let rec = agent::recording();
+    let t0 = rec.map_or(0, |ag| ag.slow_begin());
     let r = f(th, attr, start, arg);
-    if let Some(ag) = agent::recording() {
-        let t = if r == 0 && !th.is_null() { *th as u64 } else { 0 };
-        ag.push(Event::new(Kind::Thread, [t, r as i64 as u64, t0, 0, 0, 0, 0, 0]));
+    if let Some(ag) = rec {
+        let t = if r == 0 && !th.is_null() {
+            *th as u64
+        } else {
+            0
+        };
+        ag.push(Event::new(
+            Kind::Thread,
+            [t, r as i64 as u64, t0, 0, 0, 0, 0, 0],
+        ));
+        ag.slow_end();
     }
     r
 }
@@ -87,7 +98,13 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int {
+pub unsafe extern "C" fn execveat(
+    dirfd: c_int,
+    path: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    flags: c_int,
+) -> c_int {
     lifecycle::before_exec(path);
     match real::execveat() {
         Some(f) => f(dirfd, path, argv, envp, flags),
@@ -133,8 +150,19 @@ exec_list_stub!(execlp, 2);
 
 /// Collects a variadic argument list (five register arguments, then the stack) and execs.
 #[cfg(target_arch = "x86_64")]
-unsafe extern "C" fn exec_list(path: *const c_char, regs: *const *const c_char, stack: *const *const c_char, variant: c_int) -> c_int {
-    let arg = |i: usize| if i < 5 { *regs.add(i) } else { *stack.add(i - 5) };
+unsafe extern "C" fn exec_list(
+    path: *const c_char,
+    regs: *const *const c_char,
+    stack: *const *const c_char,
+    variant: c_int,
+) -> c_int {
+    let arg = |i: usize| {
+        if i < 5 {
+            *regs.add(i)
+        } else {
+            *stack.add(i - 5)
+        }
+    };
     let mut n = 0usize;
     while !arg(n).is_null() {
         n += 1;
@@ -143,13 +171,24 @@ unsafe extern "C" fn exec_list(path: *const c_char, regs: *const *const c_char, 
             return -1;
         }
     }
-    let envp: Argv = if variant == 1 { arg(n + 1) as Argv } else { environ };
+    let envp: Argv = if variant == 1 {
+        arg(n + 1) as Argv
+    } else {
+        environ
+    };
     let mut small = [core::ptr::null::<c_char>(); 256];
     let bytes = (n + 1) * core::mem::size_of::<*const c_char>();
     let (argv, mapped) = if n < small.len() {
         (small.as_mut_ptr(), false)
     } else {
-        let p = crate::sys::mmap(core::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        let p = crate::sys::mmap(
+            core::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
         if p == libc::MAP_FAILED {
             return -1;
         }

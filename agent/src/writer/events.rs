@@ -10,24 +10,41 @@ use mapagent_record::Bytes;
 
 impl Writer {
     /// Writes a record and applies it to the model; true if it changed the model.
-    fn emit(&mut self, r: Record<'_>) -> bool {
+    pub(super) fn emit(&mut self, r: Record<'_>) -> bool {
         self.out.put(&r);
-        self.model.apply_event(&r, 0)
+        // The agent tags model regions with when they appeared (see reconcile::placement).
+        let ts = r.ts().unwrap_or(0);
+        self.model.apply_event(&r, ts)
     }
 
     pub(super) fn handle(&mut self, ev: &Event) {
         let a = ev.a;
         let (ts, tid, errno) = (ev.ts, ev.tid, ev.err);
         let ag = self.ag;
-        let slot: Option<&'static [u8]> = (ev.slot != crate::event::NO_SLOT).then(|| unsafe { &*ag.pool.bytes(ev.slot) });
+        let slot: Option<&'static [u8]> =
+            (ev.slot != crate::event::NO_SLOT).then(|| unsafe { &*ag.pool.bytes(ev.slot) });
         match ev.kind {
             Kind::Mmap => {
-                let (addr, len, prot, flags, fd, off, result) =
-                    (a[0], a[1], a[2] as u32, (a[2] >> 32) as u32, a[3] as i64 as i32, a[4], a[5]);
+                let (addr, len, prot, flags, fd, off, result) = (
+                    a[0],
+                    a[1],
+                    a[2] as u32,
+                    (a[2] >> 32) as u32,
+                    a[3] as i64 as i32,
+                    a[4],
+                    a[5],
+                );
                 let ok = errno == 0 && result != MAP_FAILED;
                 let shared = flags & 3 == MAP_SHARED || flags & 3 == MAP_SHARED_VALIDATE;
                 let anon = flags & MAP_ANONYMOUS != 0;
-                let key: Option<FileKey> = (a[7] != 0).then_some(((a[6] >> 32) as u32, a[6] as u32, a[7]));
+                let key: Option<FileKey> =
+                    (a[7] != 0).then_some(((a[6] >> 32) as u32, a[6] as u32, a[7]));
+                if let (Some(k), Some(s)) = (key, slot) {
+                    let p = SlotReader::new(s).bytes();
+                    if !p.is_empty() {
+                        self.ids.name(k, p.to_vec());
+                    }
+                }
                 let ident = if ok && (!anon || shared) {
                     let mut id = self.ids.file(result, key, if anon { -1 } else { fd });
                     if anon && id.path.is_empty() {
@@ -57,10 +74,18 @@ impl Writer {
             }
             Kind::Munmap => {
                 let (addr, len, ret) = (a[0], a[1], a[2] as i64 as i32);
-                self.emit(Record::Munmap(rec::Munmap { ts, tid, addr, len, ret, errno }));
+                self.emit(Record::Munmap(rec::Munmap {
+                    ts,
+                    tid,
+                    addr,
+                    len,
+                    ret,
+                    errno,
+                }));
             }
             Kind::Mremap => {
-                let (old, old_len, new_len, flags, new_addr, result) = (a[0], a[1], a[2], a[3] as u32, a[4], a[5]);
+                let (old, old_len, new_len, flags, new_addr, result) =
+                    (a[0], a[1], a[2], a[3] as u32, a[4], a[5]);
                 self.emit(Record::Mremap(rec::Mremap {
                     ts,
                     tid,
@@ -75,7 +100,15 @@ impl Writer {
             }
             Kind::Mprotect => {
                 let (addr, len, prot, ret) = (a[0], a[1], a[2] as u32, a[3] as i64 as i32);
-                self.emit(Record::Mprotect(rec::Mprotect { ts, tid, addr, len, prot, ret, errno }));
+                self.emit(Record::Mprotect(rec::Mprotect {
+                    ts,
+                    tid,
+                    addr,
+                    len,
+                    prot,
+                    ret,
+                    errno,
+                }));
             }
             Kind::MemfdCreate => {
                 let name = slot.map(|s| SlotReader::new(s).bytes()).unwrap_or(b"");
@@ -89,7 +122,8 @@ impl Writer {
                 }));
             }
             Kind::Shmat => {
-                let (shmid, addr, shmflg, result) = (a[0] as i64 as i32, a[1], a[2] as i64 as i32, a[3]);
+                let (shmid, addr, shmflg, result) =
+                    (a[0] as i64 as i32, a[1], a[2] as i64 as i32, a[3]);
                 let ok = errno == 0 && result != MAP_FAILED;
                 let (mut size, mut key) = (0u64, 0i32);
                 let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
@@ -98,7 +132,13 @@ impl Writer {
                     key = ds.shm_perm.__key;
                 }
                 // The kernel's own line for the attachment gives its device and exact name.
-                let region = if ok { self.ids.region_at(result).filter(|r| r.ino == shmid as u32 as u64) } else { None };
+                let region = if ok {
+                    self.ids
+                        .region_at(result)
+                        .filter(|r| r.ino == shmid as u32 as u64)
+                } else {
+                    None
+                };
                 if ok && size == 0 {
                     size = region.as_ref().map_or(0, |r| r.end - result);
                 }
@@ -124,15 +164,22 @@ impl Writer {
             }
             Kind::Shmdt => {
                 let (addr, ret) = (a[0], a[1] as i64 as i32);
-                if !self.emit(Record::Shmdt(rec::Shmdt { ts, tid, addr, ret, errno })) && ret == 0 {
+                if !self.emit(Record::Shmdt(rec::Shmdt {
+                    ts,
+                    tid,
+                    addr,
+                    ret,
+                    errno,
+                })) && ret == 0
+                {
                     // An attachment made before the agent started: let the kernel say.
-                    self.note_trigger(trigger::SHM, ts);
+                    self.note_trigger(trigger::SHM, ts, 0);
                 }
             }
             Kind::Dlopen => {
                 let mut r = SlotReader::new(slot.unwrap_or(&[]));
                 let (filename, resolved) = (r.bytes(), r.bytes());
-                self.note_trigger(trigger::DLOPEN, a[0]);
+                self.note_trigger(trigger::DLOPEN, a[0], 0);
                 self.out.put(&Record::Dlopen(rec::Dlopen {
                     ts_start: a[0],
                     ts,
@@ -145,12 +192,19 @@ impl Writer {
                 }));
             }
             Kind::Dlclose => {
-                self.out.put(&Record::Dlclose(rec::Dlclose { ts, tid, handle: a[0], ret: a[1] as i64 as i32 }));
-                self.note_trigger(trigger::DLCLOSE, a[2]);
+                self.out.put(&Record::Dlclose(rec::Dlclose {
+                    ts,
+                    tid,
+                    handle: a[0],
+                    ret: a[1] as i64 as i32,
+                }));
+                self.note_trigger(trigger::DLCLOSE, a[2], 0);
             }
             Kind::ImageLoad => {
                 let mut r = SlotReader::new(slot.unwrap_or(&[]));
-                let (key, bias, n) = (r.u64(), r.u64(), r.u64());
+                let (key, bias) = (r.u64(), r.u64());
+                let (dev, ino) = (r.u64(), r.u64());
+                let n = r.u64();
                 let mut phdrs = Vec::with_capacity(n.min(64) as usize);
                 for _ in 0..n.min(64) {
                     let tf = r.u64();
@@ -167,21 +221,36 @@ impl Writer {
                     phdrs.push(phdr_rec(&p));
                 }
                 let (build_id, name) = (r.bytes(), r.bytes());
-                self.put_image(ts, a[0] as u8, key, bias, &phdrs, build_id, name);
+                let file = (ino != 0).then_some(((dev >> 32) as u32, dev as u32, ino));
+                self.put_image(ts, a[0] as u8, key, bias, &phdrs, build_id, name, file);
             }
             Kind::ImageUnload => {
-                self.out.put(&Record::ImageUnload(rec::ImageUnload { ts, id: a[0], bias: a[1], cause: a[2] as u8 }));
+                self.emit(Record::ImageUnload(rec::ImageUnload {
+                    ts,
+                    id: a[0],
+                    bias: a[1],
+                    cause: a[2] as u8,
+                }));
             }
             Kind::Thread => {
-                self.out.put(&Record::Thread(rec::Thread { ts, tid, thread: a[0], ret: a[1] as i64 as i32 }));
+                self.out.put(&Record::Thread(rec::Thread {
+                    ts,
+                    tid,
+                    thread: a[0],
+                    ret: a[1] as i64 as i32,
+                }));
                 if a[1] == 0 {
-                    self.note_trigger(trigger::THREAD, a[2]);
+                    self.note_trigger(trigger::THREAD, a[2], a[0]);
                 }
             }
             Kind::Exec => {
                 let path = slot.map(|s| SlotReader::new(s).bytes()).unwrap_or(b"");
-                self.out.put(&Record::Exec(rec::Exec { ts, tid, path: Bytes(path) }));
-                self.note_trigger(trigger::EXEC, ts);
+                self.out.put(&Record::Exec(rec::Exec {
+                    ts,
+                    tid,
+                    path: Bytes(path),
+                }));
+                self.note_trigger(trigger::EXEC, ts, 0);
             }
         }
     }

@@ -46,12 +46,29 @@ impl Identities {
 
     /// Records the names of all file regions in a kernel view.
     pub fn learn(&mut self, regions: &[Region]) {
-        if self.names.len() > 65536 {
-            self.names.clear();
-        }
         for r in regions.iter().filter(|r| r.ino != 0 && !r.name.is_empty()) {
-            self.names.entry((r.dev_major, r.dev_minor, r.ino)).or_insert_with(|| r.name.clone());
+            self.name((r.dev_major, r.dev_minor, r.ino), r.name.clone());
         }
+    }
+
+    /// Remembers a file's name and tells the hooks they need not look it up again. Names the
+    /// hooks were told about are never forgotten.
+    pub fn name(&mut self, k: FileKey, path: Vec<u8>) {
+        if let Some(old) = self.names.get_mut(&k) {
+            // The kernel's current spelling wins (" (deleted)" appears once a file is removed).
+            *old = path;
+            return;
+        }
+        if self.names.len() >= 1 << 16 {
+            return;
+        }
+        if let Some(ag) = crate::agent::current() {
+            ag.known_files.insert(crate::agent::KnownFiles::key(
+                (k.0 as u64) << 32 | k.1 as u64,
+                k.2,
+            ));
+        }
+        self.names.insert(k, path);
     }
 
     /// The region of the kernel's current view containing `addr`.
@@ -65,30 +82,60 @@ impl Identities {
     pub fn file(&mut self, addr: u64, key: Option<FileKey>, fd: i32) -> Ident {
         if let Some(k) = key {
             if let Some(p) = self.names.get(&k) {
-                return Ident { dev_major: k.0, dev_minor: k.1, ino: k.2, path: p.clone() };
+                return Ident {
+                    dev_major: k.0,
+                    dev_minor: k.1,
+                    ino: k.2,
+                    path: p.clone(),
+                };
             }
         }
         if let Some(r) = self.region_at(addr) {
             let rk = (r.dev_major, r.dev_minor, r.ino);
             if r.is_file() && key.is_none_or(|k| k == rk) {
-                return Ident { dev_major: rk.0, dev_minor: rk.1, ino: rk.2, path: r.name };
+                return Ident {
+                    dev_major: rk.0,
+                    dev_minor: rk.1,
+                    ino: rk.2,
+                    path: r.name,
+                };
             }
         }
         if let Some(k) = key {
             if let Some(p) = self.names.get(&k) {
-                return Ident { dev_major: k.0, dev_minor: k.1, ino: k.2, path: p.clone() };
+                return Ident {
+                    dev_major: k.0,
+                    dev_minor: k.1,
+                    ino: k.2,
+                    path: p.clone(),
+                };
             }
             if fd >= 0 && sys::fd_identity(fd) == Some(k) {
                 let link = format!("/proc/self/fd/{fd}\0");
                 if let Ok(c) = std::ffi::CStr::from_bytes_with_nul(link.as_bytes()) {
                     if let Some(p) = sys::readlink(c) {
-                        self.names.insert(k, p.clone());
-                        return Ident { dev_major: k.0, dev_minor: k.1, ino: k.2, path: p };
+                        self.name(k, p.clone());
+                        return Ident {
+                            dev_major: k.0,
+                            dev_minor: k.1,
+                            ino: k.2,
+                            path: p,
+                        };
                     }
                 }
             }
-            return Ident { dev_major: k.0, dev_minor: k.1, ino: k.2, path: Vec::new() };
+            return Ident {
+                dev_major: k.0,
+                dev_minor: k.1,
+                ino: k.2,
+                path: Vec::new(),
+            };
         }
-        Ident { dev_major: 0, dev_minor: 0, ino: 0, path: Vec::new() }
+        Ident {
+            dev_major: 0,
+            dev_minor: 0,
+            ino: 0,
+            path: Vec::new(),
+        }
     }
 }

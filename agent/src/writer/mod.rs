@@ -15,21 +15,63 @@ use crate::event::Event;
 use crate::images::{self, Seen, Sink};
 use crate::{sys, tls};
 use identity::Identities;
-use mapagent_record::replay::Replayer;
 use mapagent_record::records::{self as rec, image_cause, trigger, Record};
+use mapagent_record::replay::Replayer;
 use mapagent_record::{Bytes, Hex};
 use out::Out;
 use std::sync::atomic::Ordering;
+
+/// The state of the process when recording starts, taken synchronously by the thread that
+/// starts the agent (the constructor, or the fork child's handler) before the application runs
+/// on: nothing the application does can race it.
+pub struct Baseline {
+    desc: process::Described,
+    /// None in a fork child: the writer lists images itself (dl_iterate_phdr in a fork handler
+    /// could meet a loader lock another parent thread held at fork time).
+    images: Option<ImageList>,
+    kernel: Vec<mapagent_record::Region>,
+    ts: u64,
+}
+
+impl Baseline {
+    pub fn take(ag: &Agent, list_images: bool) -> Baseline {
+        let images = list_images.then(|| {
+            let mut l = ImageList::default();
+            images::list_all(&mut l);
+            l
+        });
+        let ts = sys::now();
+        let mut buf = Vec::new();
+        let kernel = match sys::read_file(c"/proc/self/maps", &mut buf) {
+            Ok(()) => mapagent_record::region::parse_maps(&buf).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        Baseline {
+            desc: process::describe(ag),
+            images,
+            kernel,
+            ts,
+        }
+    }
+}
+
+struct Start {
+    ag: &'static Agent,
+}
 
 /// Starts the writer with every signal blocked (the thread inherits the mask). A bare pthread,
 /// not std::thread: std registers thread-local destructors through glibc's calloc, which would
 /// give the agent a malloc arena of its own (64 MiB reserved) in the application's address space.
 pub fn spawn(ag: &'static Agent) -> Result<(), ()> {
     extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
-        run(unsafe { &*(arg as *const Agent) });
+        let s = unsafe { Box::from_raw(arg as *mut Start) };
+        run(*s);
         core::ptr::null_mut()
     }
-    let Some(create) = crate::real::pthread_create() else { return Err(()) };
+    let arg = Box::into_raw(Box::new(Start { ag }));
+    let Some(create) = crate::real::pthread_create() else {
+        return Err(());
+    };
     unsafe {
         let mut all: libc::sigset_t = core::mem::zeroed();
         let mut old: libc::sigset_t = core::mem::zeroed();
@@ -40,10 +82,11 @@ pub fn spawn(ag: &'static Agent) -> Result<(), ()> {
         libc::pthread_attr_setstacksize(&mut attr, 256 << 10);
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
         let mut th: libc::pthread_t = 0;
-        let r = create(&mut th, &attr, start, ag as *const Agent as *mut libc::c_void);
+        let r = create(&mut th, &attr, start, arg as *mut libc::c_void);
         libc::pthread_attr_destroy(&mut attr);
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
         if r != 0 {
+            drop(Box::from_raw(arg));
             return Err(());
         }
         libc::pthread_setname_np(th, c"mapagent".as_ptr());
@@ -51,14 +94,17 @@ pub fn spawn(ag: &'static Agent) -> Result<(), ()> {
     Ok(())
 }
 
-fn run(ag: &'static Agent) {
+fn run(s: Start) {
     let t = tls::get();
     t.depth = 1; // hooked calls made by the writer itself pass through
     t.flags |= tls::FLAG_WRITER;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), String> {
-        let mut w = Writer::start(ag)?;
-        w.run()
-    }));
+    let ag = s.ag;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        move || -> Result<(), String> {
+            let mut w = Writer::start(s)?;
+            w.run()
+        },
+    ));
     match result {
         Ok(Ok(())) => {}
         Ok(Err(msg)) => agent::disable(msg.as_bytes()),
@@ -74,9 +120,8 @@ pub struct Writer {
     model: Replayer,
     ids: Identities,
     batch: Vec<Event>,
-    /// The earliest hooked call since the last reconcile that implies changes the hooks
-    /// cannot see (dlopen, pthread_create...): (trigger, time).
-    pending: Option<(u8, u64)>,
+    /// Hooked calls since the last reconcile that imply changes the hooks cannot see.
+    triggers: Vec<reconcile::Trigger>,
     last_reconcile: u64,
     /// Last moment the agent saw the kernel's view agree with its model (a reconcile, or a
     /// statm check that showed nothing unexplained): invisible changes happened after it.
@@ -86,11 +131,15 @@ pub struct Writer {
     statm_offset: Option<(i64, i64)>,
     events_total: u64,
     lost_since: u64,
+    /// slow_started as of the last periodic image check.
+    slow_seen: u64,
     page: u64,
 }
 
 impl Writer {
-    fn start(ag: &'static Agent) -> Result<Writer, String> {
+    fn start(s: Start) -> Result<Writer, String> {
+        let ag = s.ag;
+        let mut base = Self::wait_for_baseline(ag)?;
         let out = Out::create(&ag.cfg.dir, ag.pid)?;
         ag.out_fd.store(out.fd, Ordering::Release);
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
@@ -100,22 +149,46 @@ impl Writer {
             model: Replayer::new(page),
             ids: Identities::default(),
             batch: Vec::with_capacity(4096),
-            pending: None,
+            triggers: Vec::new(),
             last_reconcile: 0,
             verified_at: 0,
             last_statm: 0,
             statm_offset: None,
             events_total: 0,
             lost_since: ag.start_mono,
+            slow_seen: 0,
             page,
         };
-        let p = process::describe(ag, w.out.gen);
-        w.out.put(&Record::Process(p.record()));
-        w.list_images(image_cause::STARTUP, true);
-        w.reconcile(trigger::BASELINE, 0);
+        base.desc.gen = w.out.gen;
+        w.out.put(&Record::Process(base.desc.record()));
+        match base.images.take() {
+            Some(list) => w.write_images(list, image_cause::STARTUP, base.ts),
+            None => {
+                let mut list = ImageList::default();
+                images::list_all(&mut list);
+                w.write_images(list, image_cause::STARTUP, sys::now());
+            }
+        }
+        w.ids.learn(&base.kernel);
+        w.write_reconcile(base.kernel, base.ts, trigger::BASELINE, true);
         w.out.flush()?;
         tracing::info!(file = %w.out.path.display(), "recording");
         Ok(w)
+    }
+
+    fn wait_for_baseline(ag: &Agent) -> Result<Box<Baseline>, String> {
+        let deadline = sys::now() + 10_000_000_000;
+        loop {
+            let p = ag.baseline.swap(core::ptr::null_mut(), Ordering::AcqRel);
+            if !p.is_null() {
+                return Ok(unsafe { Box::from_raw(p) });
+            }
+            if sys::now() > deadline {
+                return Err("no baseline from the starting thread".into());
+            }
+            sys::futex_wait(&ag.wake, 0, 5_000_000);
+            ag.wake.store(0, Ordering::Release);
+        }
     }
 
     fn run(&mut self) -> Result<(), String> {
@@ -127,19 +200,24 @@ impl Writer {
             self.note_lost();
             let now = sys::now();
             let forced = requests & (req::FLUSH | req::EXIT | req::SNAPSHOT) != 0;
-            if let Some((t, ts)) = self.pending {
-                self.reconcile(t, ts);
-            } else if forced {
-                let t = if requests & req::EXIT != 0 { trigger::EXIT } else { trigger::SNAPSHOT };
-                self.reconcile(t, 0);
+            if forced {
+                let t = if requests & req::EXIT != 0 {
+                    trigger::EXIT
+                } else {
+                    trigger::SNAPSHOT
+                };
+                self.reconcile(t);
+            } else if let Some(t) = self.triggers.first() {
+                self.reconcile(t.kind);
             } else if now.saturating_sub(self.last_statm) >= 5_000_000 {
                 self.last_statm = now;
                 if self.statm_moved(now) {
-                    self.reconcile(trigger::STATM, 0);
+                    self.reconcile(trigger::STATM);
                 } else if self.ag.cfg.reconcile_ms > 0
-                    && now.saturating_sub(self.last_reconcile) >= self.ag.cfg.reconcile_ms * 1_000_000
+                    && now.saturating_sub(self.last_reconcile)
+                        >= self.ag.cfg.reconcile_ms * 1_000_000
                 {
-                    self.reconcile(trigger::PERIODIC, 0);
+                    self.reconcile(trigger::PERIODIC);
                 }
             }
             if requests & req::EXIT != 0 {
@@ -154,7 +232,11 @@ impl Writer {
             self.ag.ctl.complete(seq);
             // Poll fast while events flow, back off to MAPAGENT_FLUSH_MS when idle. The hot path
             // never wakes the writer (that would be a syscall); requests do.
-            idle_ms = if n > 0 { 1 } else { (idle_ms * 2).min(self.ag.cfg.flush_ms) };
+            idle_ms = if n > 0 {
+                1
+            } else {
+                (idle_ms * 2).min(self.ag.cfg.flush_ms)
+            };
             self.ag.wake.store(0, Ordering::Release);
             if self.ag.ctl.pending.load(Ordering::Acquire) == 0 {
                 sys::futex_wait(&self.ag.wake, 0, idle_ms * 1_000_000);
@@ -198,76 +280,135 @@ impl Writer {
         self.ids.end_batch();
     }
 
-    fn note_trigger(&mut self, t: u8, ts: u64) {
-        match self.pending {
-            Some((_, old)) if old <= ts => {}
-            _ => self.pending = Some((t, ts)),
-        }
-    }
-
     fn note_lost(&mut self) {
         let n = self.ag.lost.swap(0, Ordering::AcqRel);
         if n > 0 {
             let ts = sys::now();
             self.ag.lost_total.fetch_add(n, Ordering::Relaxed);
-            self.out.put(&Record::Lost(rec::Lost { ts, count: n, since: self.lost_since }));
+            self.out.put(&Record::Lost(rec::Lost {
+                ts,
+                count: n,
+                since: self.lost_since,
+            }));
             self.lost_since = ts;
-            tracing::warn!(count = n, "events dropped: channel full (raise MAPAGENT_BUFFER)");
+            tracing::warn!(
+                count = n,
+                "events dropped: channel full (raise MAPAGENT_BUFFER)"
+            );
         }
     }
 
-    /// Loads the hooks could not see (glibc's internal dlopen for NSS, iconv...).
+    /// Loads the hooks could not see (glibc's internal dlopen for NSS, iconv...). Skipped
+    /// while interposed dlopen/dlclose calls are active: their hooks report what they did.
     fn rescan_images(&mut self) {
-        let mut found = ImageList::default();
-        images::rescan(&mut found);
-        self.write_images(found, image_cause::RESCAN);
-    }
-
-    fn list_images(&mut self, cause: u8, all: bool) {
-        let mut found = ImageList::default();
-        if all {
-            images::list_all(&mut found);
-        } else {
-            images::rescan(&mut found);
+        let slow = self.ag.slow_started.load(Ordering::SeqCst);
+        let busy = slow != self.ag.slow_finished.load(Ordering::SeqCst) || slow != self.slow_seen;
+        self.slow_seen = slow;
+        if busy {
+            return;
         }
-        self.write_images(found, cause);
+        let mut found = ImageList::default();
+        images::try_rescan(&mut found);
+        // A hooked call that started during the walk is what loaded or unloaded these.
+        let overlapped = self.ag.slow_started.load(Ordering::SeqCst) != slow;
+        let ts = sys::now();
+        let unloaded = std::mem::take(&mut found.unloaded);
+        let loads = ImageList {
+            loaded: found.loaded,
+            unloaded: Vec::new(),
+        };
+        let (load_cause, unload_cause) = if overlapped {
+            (image_cause::DLOPEN, image_cause::DLCLOSE)
+        } else {
+            (image_cause::RESCAN, image_cause::RESCAN)
+        };
+        self.write_images(loads, load_cause, ts);
+        self.write_images(
+            ImageList {
+                loaded: Vec::new(),
+                unloaded,
+            },
+            unload_cause,
+            ts,
+        );
     }
 
-    fn write_images(&mut self, found: ImageList, cause: u8) {
-        let ts = sys::now();
+    fn write_images(&mut self, found: ImageList, cause: u8, ts: u64) {
         for img in &found.loaded {
-            self.put_image(ts, cause, img.key, img.bias, &img.phdrs, &img.build_id, &img.name);
+            self.put_image(
+                ts,
+                cause,
+                img.key,
+                img.bias,
+                &img.phdrs,
+                &img.build_id,
+                &img.name,
+                None,
+            );
         }
         for &(key, bias) in &found.unloaded {
-            self.out.put(&Record::ImageUnload(rec::ImageUnload { ts, id: key, bias, cause }));
+            self.emit(Record::ImageUnload(rec::ImageUnload {
+                ts,
+                id: key,
+                bias,
+                cause,
+            }));
         }
-        if cause == image_cause::RESCAN && (!found.loaded.is_empty() || !found.unloaded.is_empty()) {
-            // Loaded behind the hooks' back at an unknown time: check now, attribute to `since`.
-            self.pending.get_or_insert((trigger::PERIODIC, 0));
+        if cause != image_cause::STARTUP && (!found.loaded.is_empty() || !found.unloaded.is_empty())
+        {
+            // Loaded or unloaded behind the hooks' back (or the walk a dlopen asked for ran
+            // here): check now.
+            self.note_trigger(trigger::PERIODIC, ts, 0);
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn put_image(&mut self, ts: u64, cause: u8, key: u64, bias: u64, phdrs: &[rec::Phdr], build_id: &[u8], name: &[u8]) {
-        // Device and inode from the mapping of the first loaded segment.
+    fn put_image(
+        &mut self,
+        ts: u64,
+        cause: u8,
+        key: u64,
+        bias: u64,
+        phdrs: &[rec::Phdr],
+        build_id: &[u8],
+        name: &[u8],
+        file: Option<identity::FileKey>,
+    ) {
+        // The file as the kernel names it (canonical, absolute; dlopen may have been given a
+        // relative path or a symlink): from the mapping of the first loaded segment, or from
+        // the file system if the image is already gone.
         let first = phdrs.iter().find(|p| p.p_type == libc::PT_LOAD);
-        let (dev_major, dev_minor, ino) = first
-            .and_then(|p| self.ids.region_at(bias.wrapping_add(p.vaddr) & !(self.page - 1)))
-            .filter(|r| r.is_file())
-            .map(|r| (r.dev_major, r.dev_minor, r.ino))
-            .unwrap_or((0, 0, 0));
-        self.out.put(&Record::Image(rec::Image {
+        // When the hook pinned (dev, inode), only a mapping of that very file counts.
+        let mapped = first
+            .and_then(|p| {
+                self.ids
+                    .region_at(bias.wrapping_add(p.vaddr) & !(self.page - 1))
+            })
+            .filter(|r| r.is_file() && !r.name.is_empty())
+            .filter(|r| file.is_none_or(|k| k == (r.dev_major, r.dev_minor, r.ino)));
+        let (path, dev_major, dev_minor, ino) = match mapped {
+            Some(r) => (r.name, r.dev_major, r.dev_minor, r.ino),
+            None => match on_disk(name) {
+                found if file.is_none_or(|k| k == (found.1, found.2, found.3)) => found,
+                _ => {
+                    let k = file.unwrap_or_default();
+                    (name.to_vec(), k.0, k.1, k.2)
+                }
+            },
+        };
+        let r = Record::Image(rec::Image {
             ts,
             id: key,
             cause,
             bias,
-            path: Bytes(name),
+            path: Bytes(&path),
             dev_major,
             dev_minor,
             ino,
             build_id: Hex(build_id),
             phdrs: phdrs.to_vec(),
-        }));
+        });
+        self.emit(r);
     }
 
     /// The last records of a file.
@@ -281,6 +422,31 @@ impl Writer {
             lost_total: self.ag.lost_total.load(Ordering::Acquire),
             events_total: self.events_total,
         }));
+    }
+}
+
+/// Canonical path, device and inode of an image file (as maps would name it), or the name
+/// as given when it cannot be found (the vDSO, a deleted file).
+/// The kernel's own name for it (an O_PATH descriptor read back through /proc), so it
+/// matches maps exactly and glibc's malloc is never involved (realpath would be).
+fn on_disk(name: &[u8]) -> (Vec<u8>, u32, u32, u64) {
+    if name.is_empty() || name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate") {
+        return (name.to_vec(), 0, 0, 0);
+    }
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return (name.to_vec(), 0, 0, 0);
+    };
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return (name.to_vec(), 0, 0, 0);
+    }
+    let id = sys::fd_identity(fd);
+    let link = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+    let path = sys::readlink(&link).unwrap_or_else(|| name.to_vec());
+    unsafe { libc::close(fd) };
+    match id {
+        Some((ma, mi, ino)) => (path, ma, mi, ino),
+        None => (path, 0, 0, 0),
     }
 }
 

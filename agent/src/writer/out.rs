@@ -38,20 +38,31 @@ fn mkdir_p(dir: &Path) -> Result<(), c_int> {
 }
 
 pub fn strerror(e: c_int) -> String {
-    unsafe { std::ffi::CStr::from_ptr(libc::strerror(e)) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(libc::strerror(e)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl Out {
     pub fn create(dir: &Path, pid: i32) -> Result<Out, String> {
         mkdir_p(dir).map_err(|e| format!("cannot create {}: {}", dir.display(), strerror(e)))?;
         for gen in 0..1000u32 {
-            let name = if gen == 0 { format!("{pid}.mrec") } else { format!("{pid}.{gen}.mrec") };
+            let name = if gen == 0 {
+                format!("{pid}.mrec")
+            } else {
+                format!("{pid}.{gen}.mrec")
+            };
             let path = dir.join(name);
-            let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?;
+            let c =
+                CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?;
             let fd = unsafe {
                 libc::open(
                     c.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
                     0o600,
                 )
             };
@@ -61,10 +72,17 @@ impl Out {
                 return Ok(Out { fd, path, gen, buf });
             }
             if sys::errno() != libc::EEXIST {
-                return Err(format!("cannot create {}: {}", path.display(), strerror(sys::errno())));
+                return Err(format!(
+                    "cannot create {}: {}",
+                    path.display(),
+                    strerror(sys::errno())
+                ));
             }
         }
-        Err(format!("too many record files for pid {pid} in {}", dir.display()))
+        Err(format!(
+            "too many record files for pid {pid} in {}",
+            dir.display()
+        ))
     }
 
     pub fn put(&mut self, r: &Record<'_>) {

@@ -22,24 +22,32 @@ pub struct Described {
     exe: Vec<u8>,
     cwd: Vec<u8>,
     argv: Vec<Vec<u8>>,
-    gen: u32,
+    pub gen: u32,
 }
 
 fn field(f: &[libc::c_char]) -> Vec<u8> {
-    f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect()
+    f.iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect()
 }
 
-pub fn describe(ag: &Agent, gen: u32) -> Described {
+pub fn describe(ag: &Agent) -> Described {
     let mut uts: libc::utsname = unsafe { core::mem::zeroed() };
     unsafe { libc::uname(&mut uts) };
     let mut cmdline = Vec::new();
     let _ = sys::read_file(c"/proc/self/cmdline", &mut cmdline);
-    let argv = cmdline.split(|&c| c == 0).map(|s| s.to_vec()).collect::<Vec<_>>();
+    let argv = cmdline
+        .split(|&c| c == 0)
+        .map(|s| s.to_vec())
+        .collect::<Vec<_>>();
     let argv = match argv.split_last() {
         Some((last, rest)) if last.is_empty() => rest.to_vec(),
         _ => argv,
     };
-    let cwd = std::env::current_dir().map(|p| p.into_os_string().into_encoded_bytes()).unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .map(|p| p.into_os_string().into_encoded_bytes())
+        .unwrap_or_default();
     Described {
         pid: ag.pid as u32,
         ppid: unsafe { libc::getppid() } as u32,
@@ -57,7 +65,7 @@ pub fn describe(ag: &Agent, gen: u32) -> Described {
         exe: ag.exe.clone(),
         cwd,
         argv,
-        gen,
+        gen: 0,
     }
 }
 

@@ -6,64 +6,210 @@ use super::Writer;
 use crate::sys;
 use mapagent_record::model::Diff;
 use mapagent_record::records::{self as rec, change_op, trigger, Record};
-use mapagent_record::region::{parse_maps, PROT_WRITE};
+use mapagent_record::region::{parse_maps, Region, PROT_WRITE};
 use std::sync::atomic::Ordering;
 
+/// A hooked call that implies changes the hooks cannot see.
+#[derive(Clone, Copy, Debug)]
+pub struct Trigger {
+    pub kind: u8,
+    /// When the call started.
+    pub t0: u64,
+    /// An address inside what it created (a new thread's pthread_t lies in its stack).
+    pub hint: u64,
+}
+
+/// Polls `cond` (spinning briefly, then sleeping) until it holds or `deadline` passes.
+fn wait_until(deadline: u64, cond: impl Fn() -> bool) {
+    let mut i = 0u32;
+    while !cond() && sys::now() < deadline {
+        if i < 64 {
+            core::hint::spin_loop();
+        } else {
+            unsafe { libc::usleep(50) };
+        }
+        i += 1;
+    }
+}
+
 impl Writer {
+    pub(super) fn note_trigger(&mut self, kind: u8, t0: u64, hint: u64) {
+        self.triggers.push(Trigger { kind, t0, hint });
+    }
+
     /// Reads /proc/self/maps, records what differs from the model, adopts the kernel's view.
-    pub(super) fn reconcile(&mut self, why: u8, trigger_ts: u64) {
-        // Let mapping calls already under way finish and reach the channel, so what we find is
-        // really invisible to the hooks and not an event still on its way.
+    ///
+    /// The read must describe a state the events explain: no dlopen, dlclose or
+    /// pthread_create may overlap it (their effects would be half done), and every mapping call
+    /// that finished before it must already be in the model. Counters of started and finished
+    /// calls bracket the read; a read that overlapped something is retried (for a bounded time),
+    /// and if it never comes out clean its changes are placed at the read time, not earlier.
+    pub(super) fn reconcile(&mut self, why: u8) {
         let ag = self.ag;
-        let mut quiet = false;
-        let mut started = 0;
-        for i in 0..200 {
-            started = ag.started.load(Ordering::SeqCst);
-            if ag.finished.load(Ordering::SeqCst) == started {
-                quiet = true;
-                break;
-            }
-            if i > 20 {
-                unsafe { libc::usleep(10) };
+        let give_up = sys::now()
+            + if why == trigger::EXIT {
+                2_000_000
             } else {
-                core::hint::spin_loop();
-            }
-        }
-        self.drain();
-        let ts = sys::now();
+                50_000_000
+            };
         let mut buf = Vec::new();
-        if sys::read_file(c"/proc/self/maps", &mut buf).is_err() {
-            return;
-        }
-        let quiescent = quiet && ag.started.load(Ordering::SeqCst) == started;
+        let (ts, clean) = loop {
+            wait_until(give_up, || {
+                ag.slow_started.load(Ordering::SeqCst) == ag.slow_finished.load(Ordering::SeqCst)
+            });
+            let slow = ag.slow_started.load(Ordering::SeqCst);
+            wait_until(give_up.min(sys::now() + 5_000_000), || {
+                ag.started.load(Ordering::SeqCst) == ag.finished.load(Ordering::SeqCst)
+            });
+            let started = ag.started.load(Ordering::SeqCst);
+            let quiet = ag.finished.load(Ordering::SeqCst) == started;
+            self.drain();
+            let ts = sys::now();
+            if sys::read_file(c"/proc/self/maps", &mut buf).is_err() {
+                return;
+            }
+            let clean = quiet
+                && ag.started.load(Ordering::SeqCst) == started
+                && ag.slow_started.load(Ordering::SeqCst) == slow
+                && ag.slow_finished.load(Ordering::SeqCst) == slow;
+            if clean || sys::now() > give_up {
+                break (ts, clean);
+            }
+        };
         let Ok(kernel) = parse_maps(&buf) else { return };
         self.ids.learn(&kernel);
+        self.write_reconcile(kernel, ts, why, clean);
+    }
+
+    /// Records how `kernel` (read at `ts`) differs from the model and adopts it.
+    pub(super) fn write_reconcile(
+        &mut self,
+        kernel: Vec<Region>,
+        ts: u64,
+        why: u8,
+        quiescent: bool,
+    ) {
         let diffs = self.model.space.diff(&kernel);
+        let first = self.triggers.iter().min_by_key(|t| t.t0).copied();
+        let why = match first {
+            Some(t) if why != trigger::BASELINE => t.kind,
+            _ => why,
+        };
         if !diffs.is_empty() || why == trigger::BASELINE {
+            let default_at = if why == trigger::BASELINE {
+                0
+            } else if !quiescent {
+                ts
+            } else {
+                first
+                    .map_or(self.verified_at, |t| t.t0.max(self.verified_at))
+                    .min(ts)
+            };
+            let mut at: Vec<u64> = diffs
+                .iter()
+                .map(|d| self.placement(d, &diffs, default_at))
+                .collect();
+            // A region cannot change before it existed (model regions carry their creation
+            // time), and a removal and the addition that replaces it happen together.
+            for (i, d) in diffs.iter().enumerate() {
+                if let Diff::Remove(r) = d {
+                    at[i] = at[i].max(r.src).min(ts);
+                }
+            }
+            for (i, d) in diffs.iter().enumerate() {
+                if let Diff::Add(a) = d {
+                    let overlapped = diffs.iter().zip(at.clone()).filter_map(|(e, t)| match e {
+                        Diff::Remove(r) if a.start < r.end && r.start < a.end => Some(t),
+                        _ => None,
+                    });
+                    at[i] = overlapped.fold(at[i], u64::max);
+                }
+            }
+            for (i, d) in diffs.iter().enumerate() {
+                if let Diff::Remove(r) = d {
+                    let paired = diffs.iter().zip(at.clone()).find_map(|(e, t)| match e {
+                        Diff::Add(a) if a.start < r.end && r.start < a.end => Some(t),
+                        _ => None,
+                    });
+                    if let Some(t) = paired {
+                        at[i] = t;
+                    }
+                }
+            }
             let changes: Vec<rec::Change> = diffs
                 .iter()
-                .map(|d| match d {
-                    Diff::Add(r) => rec::Change { op: change_op::ADD, region: r.to_rec() },
-                    Diff::Remove(r) => rec::Change { op: change_op::REMOVE, region: r.to_rec() },
+                .zip(&at)
+                .map(|(d, &at)| match d {
+                    Diff::Add(r) => rec::Change {
+                        op: change_op::ADD,
+                        region: r.to_rec(),
+                        at,
+                    },
+                    Diff::Remove(r) => rec::Change {
+                        op: change_op::REMOVE,
+                        region: r.to_rec(),
+                        at,
+                    },
                 })
                 .collect();
             self.out.put(&Record::Reconcile(rec::Reconcile {
                 ts,
                 since: self.verified_at,
                 trigger: why,
-                trigger_ts,
+                trigger_ts: first.map_or(0, |t| t.t0),
                 quiescent,
                 changes,
             }));
             if why != trigger::BASELINE {
-                tracing::debug!(changes = diffs.len(), trigger = rec::trigger::name(why), "reconciled");
+                tracing::debug!(
+                    changes = diffs.len(),
+                    trigger = rec::trigger::name(why),
+                    quiescent,
+                    "reconciled"
+                );
             }
         }
+        // Regions keep their creation time; new ones were created at their placement.
+        let placed: std::collections::HashMap<u64, u64> =
+            self.model.space.iter().map(|r| (r.start, r.src)).collect();
+        let kernel = kernel
+            .into_iter()
+            .map(|mut r| {
+                r.src = placed.get(&r.start).copied().unwrap_or(ts);
+                r
+            })
+            .collect();
         self.model.adopt(kernel);
         self.last_reconcile = ts;
         self.verified_at = ts;
-        self.pending = None;
+        self.triggers.clear();
         self.statm_offset = self.statm().map(|s| self.offset_from(s));
+    }
+
+    /// When one change is taken to have happened: a thread's stack (the region holding its
+    /// pthread_t, and the guard page right below it) at that pthread_create; anything else at
+    /// `default_at`.
+    fn placement(&self, d: &Diff, all: &[Diff], default_at: u64) -> u64 {
+        let Diff::Add(r) = d else { return default_at };
+        let thread_in = |lo: u64, hi: u64| {
+            self.triggers
+                .iter()
+                .find(|t| t.kind == trigger::THREAD && t.hint >= lo && t.hint < hi)
+                .map(|t| t.t0)
+        };
+        if let Some(t0) = thread_in(r.start, r.end) {
+            return t0;
+        }
+        if r.prot == 0 {
+            let above = all.iter().find_map(|e| match e {
+                Diff::Add(a) if a.start == r.end => Some(a),
+                _ => None,
+            });
+            if let Some(t0) = above.and_then(|a| thread_in(a.start, a.end)) {
+                return t0;
+            }
+        }
+        default_at
     }
 
     /// /proc/self/statm: (size, data+stack) in pages.
@@ -71,7 +217,8 @@ impl Writer {
         let mut buf = Vec::with_capacity(128);
         sys::read_file(c"/proc/self/statm", &mut buf).ok()?;
         let mut it = buf.split(|&c| c == b' ');
-        let num = |s: Option<&[u8]>| -> Option<i64> { std::str::from_utf8(s?).ok()?.trim().parse().ok() };
+        let num =
+            |s: Option<&[u8]>| -> Option<i64> { std::str::from_utf8(s?).ok()?.trim().parse().ok() };
         let size = num(it.next())?;
         let data = num(it.nth(4))?;
         Some((size, data))
@@ -100,7 +247,7 @@ impl Writer {
     }
 
     /// Whether the kernel's totals moved in a way the hooked calls do not explain. Cheap
-    /// (one small /proc read), so the writer can ask often.
+    /// (one small /proc read), so the writer can ask often. A quiet answer moves `verified_at`.
     pub(super) fn statm_moved(&mut self, now: u64) -> bool {
         let Some(s) = self.statm() else { return false };
         let off = self.offset_from(s);
@@ -111,7 +258,9 @@ impl Writer {
                 false
             }
         };
-        if !moved {
+        if !moved
+            && self.ag.started.load(Ordering::SeqCst) == self.ag.finished.load(Ordering::SeqCst)
+        {
             self.verified_at = now;
         }
         moved

@@ -7,8 +7,29 @@ use std::io::Write;
 use std::path::Path;
 
 const HEX_KEYS: &[&str] = &[
-    "addr", "len", "offset", "result", "old_addr", "old_len", "new_len", "new_addr", "bias", "id", "handle", "thread",
-    "start", "end", "at_phdr", "at_entry", "at_base", "at_sysinfo_ehdr", "vaddr", "memsz", "filesz", "align", "flags",
+    "addr",
+    "len",
+    "offset",
+    "result",
+    "old_addr",
+    "old_len",
+    "new_len",
+    "new_addr",
+    "bias",
+    "id",
+    "handle",
+    "thread",
+    "start",
+    "end",
+    "at_phdr",
+    "at_entry",
+    "at_base",
+    "at_sysinfo_ehdr",
+    "vaddr",
+    "memsz",
+    "filesz",
+    "align",
+    "flags",
     "size",
 ];
 
@@ -41,7 +62,10 @@ fn scalar(key: &str, v: &Value) -> String {
             format!("[{}]", parts.join(","))
         }
         Value::Object(o) => {
-            let parts: Vec<String> = o.iter().map(|(k, x)| format!("{k}={}", scalar(k, x))).collect();
+            let parts: Vec<String> = o
+                .iter()
+                .map(|(k, x)| format!("{k}={}", scalar(k, x)))
+                .collect();
             format!("{{{}}}", parts.join(" "))
         }
         other => other.to_string(),
@@ -57,7 +81,8 @@ pub fn dump_file(r: &Recording, json: bool, out: &mut impl Write) -> Result<bool
     let parsed = r.parse()?;
     let io = |e: std::io::Error| crate::Error::failure(format!("writing output: {e}"));
     for item in &parsed.items {
-        let mut v = serde_json::to_value(&item.rec).map_err(|e| crate::Error::failure(e.to_string()))?;
+        let mut v =
+            serde_json::to_value(&item.rec).map_err(|e| crate::Error::failure(e.to_string()))?;
         if json {
             if let Value::Object(o) = &mut v {
                 o.insert("offset".into(), item.offset.into());
@@ -66,9 +91,18 @@ pub fn dump_file(r: &Recording, json: bool, out: &mut impl Write) -> Result<bool
             continue;
         }
         let Value::Object(o) = v else { continue };
-        let kind = o.get("type").and_then(|t| t.as_str()).unwrap_or("?").to_string();
+        let kind = o
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("?")
+            .to_string();
         let ts = item.rec.ts().map(ts_text).unwrap_or_else(|| "-".into());
-        let mut line = format!("{:#x} [{:#x}]: {ts} {}", item.offset, item.size, upper_snake(&kind));
+        let mut line = format!(
+            "{:#x} [{:#x}]: {ts} {}",
+            item.offset,
+            item.size,
+            upper_snake(&kind)
+        );
         let mut sub = Vec::new();
         for (k, val) in o.iter() {
             if k == "type" || k == "ts" {

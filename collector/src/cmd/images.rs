@@ -46,9 +46,19 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool) -> Result<i32> {
                     .phdrs
                     .iter()
                     .filter(|p| p.p_type == 1)
-                    .map(|p| Segment { vaddr: p.vaddr, memsz: p.memsz, offset: p.offset, filesz: p.filesz, flags: pflags(p.p_flags) })
+                    .map(|p| Segment {
+                        vaddr: p.vaddr,
+                        memsz: p.memsz,
+                        offset: p.offset,
+                        filesz: p.filesz,
+                        flags: pflags(p.p_flags),
+                    })
                     .collect();
-                v.push(ImageJson { pid: t.pid(), image: im, segments });
+                v.push(ImageJson {
+                    pid: t.pid(),
+                    image: im,
+                    segments,
+                });
             }
         }
         super::json_out(&v)?;
@@ -59,7 +69,12 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool) -> Result<i32> {
             println!();
         }
         let start = t.process.start_mono_ns;
-        println!("== pid {} {} [{}]", t.pid(), t.process.exe, t.file.display());
+        println!(
+            "== pid {} {} [{}]",
+            t.pid(),
+            t.process.exe,
+            t.file.display()
+        );
         let mut rows = vec![vec![
             "Load bias".to_string(),
             "Loaded".into(),
@@ -72,9 +87,15 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool) -> Result<i32> {
             rows.push(vec![
                 format!("{:016x}", im.load_bias),
                 text::rel(im.loaded_ns, start),
-                im.unloaded_ns.map(|u| text::rel(u, start)).unwrap_or_else(|| "-".into()),
+                im.unloaded_ns
+                    .map(|u| text::rel(u, start))
+                    .unwrap_or_else(|| "-".into()),
                 im.cause.to_string(),
-                if im.build_id.is_empty() { "-".into() } else { im.build_id.clone() },
+                if im.build_id.is_empty() {
+                    "-".into()
+                } else {
+                    im.build_id.clone()
+                },
                 im.path.clone(),
             ]);
         }

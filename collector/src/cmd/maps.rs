@@ -49,7 +49,10 @@ fn mapping(t: &Timeline<'_>, r: &Region, moment: u64) -> Mapping {
         } else {
             r.display_name()
         },
-        build_id: t.image_for(r, moment).map(|im| im.build_id.clone()).filter(|b| !b.is_empty()),
+        build_id: t
+            .image_for(r, moment)
+            .map(|im| im.build_id.clone())
+            .filter(|b| !b.is_empty()),
         source: src.map(|s| s.kind.to_string()),
         source_ts: src.map(|s| s.ts),
     }
@@ -75,7 +78,13 @@ pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
             Some(x) => format!("at {x} ({})", text::rel(x, start)),
             None => format!("at end ({}, {})", text::rel(t.end_ts(), start), t.ending()),
         };
-        println!("== pid {} {} {} [{}]", t.pid(), t.process.exe, when, t.file.display());
+        println!(
+            "== pid {} {} {} [{}]",
+            t.pid(),
+            t.process.exe,
+            when,
+            t.file.display()
+        );
         let maps = mappings(t, at);
         let mut rows = vec![vec![
             "Address".to_string(),

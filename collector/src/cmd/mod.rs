@@ -17,7 +17,8 @@ pub fn exit_code(truncated: bool) -> i32 {
 }
 
 pub fn json_out<T: serde::Serialize>(v: &T) -> Result<(), Error> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| Error::failure(format!("cannot write JSON: {e}")))?;
+    let s = serde_json::to_string_pretty(v)
+        .map_err(|e| Error::failure(format!("cannot write JSON: {e}")))?;
     println!("{s}");
     Ok(())
 }

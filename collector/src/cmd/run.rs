@@ -12,12 +12,20 @@ pub fn find_agent() -> Result<PathBuf> {
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(Error::input(format!("MAPAGENT_LIB={}: no such file", p.display())))
+            Err(Error::input(format!(
+                "MAPAGENT_LIB={}: no such file",
+                p.display()
+            )))
         };
     }
-    let exe = std::env::current_exe().map_err(|e| Error::failure(format!("cannot find my own executable: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::failure(format!("cannot find my own executable: {e}")))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    for cand in [dir.join("libmapagent.so"), dir.join("../lib/libmapagent.so"), dir.join("../lib/mapagent/libmapagent.so")] {
+    for cand in [
+        dir.join("libmapagent.so"),
+        dir.join("../lib/libmapagent.so"),
+        dir.join("../lib/mapagent/libmapagent.so"),
+    ] {
         if cand.is_file() {
             return Ok(cand);
         }
@@ -34,7 +42,9 @@ pub fn resolve_command(cmd: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(cmd));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
 }
 
 /// Why LD_PRELOAD cannot observe this program, if it cannot.
@@ -49,23 +59,38 @@ pub fn unobservable(program: &Path) -> Option<String> {
     let hdr = object::elf::FileHeader64::<object::Endianness>::parse(&*data).ok()?;
     let endian = hdr.endian().ok()?;
     let phdrs = hdr.program_headers(endian, &*data).ok()?;
-    let has_interp = phdrs.iter().any(|p| p.p_type(endian) == object::elf::PT_INTERP);
+    let has_interp = phdrs
+        .iter()
+        .any(|p| p.p_type(endian) == object::elf::PT_INTERP);
     (!has_interp).then(|| "it is statically linked (no PT_INTERP): LD_PRELOAD has no effect, nothing will be recorded".into())
 }
 
 fn list(dir: &Path) -> BTreeSet<PathBuf> {
     std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "mrec")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "mrec"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
-    let Some(program) = cmd.first() else { return Err(Error::input("run: no command given (mapagent run -- CMD [ARGS])")) };
+    let Some(program) = cmd.first() else {
+        return Err(Error::input(
+            "run: no command given (mapagent run -- CMD [ARGS])",
+        ));
+    };
     let lib = find_agent()?;
     let lib = std::fs::canonicalize(&lib).unwrap_or(lib);
-    let cwd = std::env::current_dir().map_err(|e| Error::failure(format!("cannot read the current directory: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::failure(format!("cannot read the current directory: {e}")))?;
     let dir = out_dir.unwrap_or_else(|| PathBuf::from("mapagent-data"));
-    let dir = if dir.is_absolute() { dir } else { cwd.join(dir) };
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        cwd.join(dir)
+    };
     match resolve_command(program) {
         Some(p) => {
             if let Some(why) = unobservable(&p) {
@@ -90,7 +115,10 @@ pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
     }
     let mut child = std::process::Command::new(program);
-    child.args(&cmd[1..]).env("LD_PRELOAD", preload).env("MAPAGENT_DIR", &dir);
+    child
+        .args(&cmd[1..])
+        .env("LD_PRELOAD", preload)
+        .env("MAPAGENT_DIR", &dir);
     unsafe {
         use std::os::unix::process::CommandExt;
         child.pre_exec(|| {
@@ -99,15 +127,27 @@ pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
             Ok(())
         });
     }
-    let status = child.status().map_err(|e| Error::input(format!("run: cannot start {program}: {e}")))?;
+    let status = child
+        .status()
+        .map_err(|e| Error::input(format!("run: cannot start {program}: {e}")))?;
     let new: Vec<PathBuf> = list(&dir).difference(&before).cloned().collect();
-    let shown = std::env::current_dir().ok().and_then(|c| dir.strip_prefix(&c).ok().map(|p| p.to_path_buf())).unwrap_or(dir.clone());
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|c| dir.strip_prefix(&c).ok().map(|p| p.to_path_buf()))
+        .unwrap_or(dir.clone());
     if new.is_empty() {
         eprintln!("mapagent: no records written to {}", shown.display());
     } else {
-        let names: Vec<String> =
-            new.iter().take(8).filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
-        let more = if new.len() > 8 { format!(" and {} more", new.len() - 8) } else { String::new() };
+        let names: Vec<String> = new
+            .iter()
+            .take(8)
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        let more = if new.len() > 8 {
+            format!(" and {} more", new.len() - 8)
+        } else {
+            String::new()
+        };
         eprintln!(
             "mapagent: {} record file{} in {}: {}{more}  (see: mapagent maps {})",
             new.len(),

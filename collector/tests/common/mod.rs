@@ -1,0 +1,260 @@
+//! Test support: builds the real agent and the C programs under c-tests/, runs programs under
+//! the agent, and reads the checkpoints those programs write (their /proc/self/maps at a
+//! CLOCK_MONOTONIC time) to use the kernel as the oracle.
+#![allow(dead_code)]
+
+use mapagent_record::region::{coalesce, parse_maps, Region};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The collector binary under test.
+pub fn mapagent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mapagent"))
+}
+
+/// libmapagent.so, built in release mode (what users preload) once per test binary.
+pub fn agent() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--release", "-q", "-p", "mapagent-agent"])
+            .current_dir(root());
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR" {
+                cmd.env_remove(&k);
+            }
+        }
+        let st = cmd.status().expect("run cargo");
+        assert!(st.success(), "building the agent failed");
+        let lib = target_dir().join("release/libmapagent.so");
+        assert!(lib.is_file(), "{} missing", lib.display());
+        lib
+    })
+    .clone()
+}
+
+pub fn build_dir() -> PathBuf {
+    let d = target_dir().join("c-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compiles c-tests sources into build_dir()/out (once per test binary; atomic rename so
+/// parallel test binaries never see a half-written file).
+pub fn cc(out: &str, srcs: &[&str], args: &[&str]) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dest = build_dir().join(out);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let file = dest.file_name().unwrap().to_string_lossy().into_owned();
+    let tmp = dest.with_file_name(format!(".{file}.{}", std::process::id()));
+    let mut cmd = Command::new("cc");
+    cmd.args(["-O1", "-g", "-Wall", "-D_GNU_SOURCE"]);
+    for s in srcs {
+        cmd.arg(root().join("c-tests").join(s));
+    }
+    cmd.args(args).arg("-o").arg(&tmp);
+    let o = cmd.output().expect("run cc");
+    assert!(
+        o.status.success(),
+        "cc {out} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::rename(&tmp, &dest).unwrap();
+    dest
+}
+
+/// A plugin library libplug_<name>.so in `dir`.
+pub fn plugin(dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let rel = dir
+        .strip_prefix(build_dir())
+        .expect("plugin dirs live under build_dir");
+    let out = rel.join(format!("libplug_{name}.so"));
+    cc(
+        out.to_str().unwrap(),
+        &["plug.c"],
+        &["-shared", "-fPIC", &format!("-DPLUG=plug_{name}")],
+    )
+}
+
+/// A fresh, empty directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = target_dir()
+        .join("test-scratch")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `argv` with the agent preloaded, records into `rec`, checkpoints into `rec/../cp.txt`.
+pub fn run_agent(argv: &[&str], rec: &Path, extra_env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .env("LD_PRELOAD", agent())
+        .env("MAPAGENT_DIR", rec)
+        .env("CHECKPOINT_FILE", rec.with_extension("cp"));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().expect("spawn");
+    assert!(
+        o.status.success(),
+        "{argv:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+pub struct Checkpoint {
+    pub label: String,
+    pub t: u64,
+    pub pid: u32,
+    pub maps: Vec<Region>,
+}
+
+pub fn checkpoints(rec: &Path) -> Vec<Checkpoint> {
+    let text = std::fs::read(rec.with_extension("cp")).expect("checkpoint file");
+    let mut out: Vec<Checkpoint> = Vec::new();
+    let mut cur: Option<(String, u64, u32, Vec<u8>)> = None;
+    for line in text.split_inclusive(|&c| c == b'\n') {
+        if let Some(head) = line.strip_prefix(b"== ") {
+            if let Some((l, t, p, m)) = cur.take() {
+                out.push(Checkpoint {
+                    label: l,
+                    t,
+                    pid: p,
+                    maps: parse_maps(&m).unwrap(),
+                });
+            }
+            let head = String::from_utf8_lossy(head);
+            let f: Vec<&str> = head.split_whitespace().collect();
+            cur = Some((
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                Vec::new(),
+            ));
+        } else if let Some((_, _, _, m)) = cur.as_mut() {
+            m.extend_from_slice(line);
+        }
+    }
+    if let Some((l, t, p, m)) = cur.take() {
+        out.push(Checkpoint {
+            label: l,
+            t,
+            pid: p,
+            maps: parse_maps(&m).unwrap(),
+        });
+    }
+    assert!(!out.is_empty(), "no checkpoints written");
+    out
+}
+
+pub fn mapagent(args: &[&str]) -> Output {
+    Command::new(mapagent_bin())
+        .args(args)
+        .output()
+        .expect("run mapagent")
+}
+
+pub fn mapagent_json(args: &[&str]) -> serde_json::Value {
+    let o = mapagent(args);
+    assert!(
+        o.status.success(),
+        "mapagent {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}"))
+}
+
+/// (start, end, perms, offset, name) of a coalesced kernel view.
+pub type Row = (u64, u64, String, u64, String);
+
+pub fn kernel_rows(maps: &[Region]) -> Vec<Row> {
+    coalesce(maps.to_vec())
+        .into_iter()
+        .map(|r| (r.start, r.end, r.perms(), r.offset, r.display_name()))
+        .collect()
+}
+
+pub fn agent_rows(v: &serde_json::Value) -> Vec<Row> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let mut path = m["path"].as_str().unwrap().to_string();
+            if path == "[anon:mapagent]" {
+                path = "[anon]".into(); // the kernel here cannot name anonymous memory
+            }
+            (
+                m["start"].as_u64().unwrap(),
+                m["end"].as_u64().unwrap(),
+                m["perms"].as_str().unwrap().to_string(),
+                m["offset"].as_u64().unwrap(),
+                path,
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `mapagent maps --at T` equals the kernel's maps at every checkpoint, mapping
+/// for mapping (address, perms, offset, path).
+pub fn assert_checkpoints_match(rec: &Path) -> Vec<Checkpoint> {
+    let cps = checkpoints(rec);
+    for cp in &cps {
+        let v = mapagent_json(&[
+            "maps",
+            rec.to_str().unwrap(),
+            "--pid",
+            &cp.pid.to_string(),
+            "--at",
+            &cp.t.to_string(),
+            "--json",
+        ]);
+        let got = agent_rows(&v);
+        let want = kernel_rows(&cp.maps);
+        if got != want {
+            let fmt = |r: &Row| format!("{:x}-{:x} {} {:08x} {}", r.0, r.1, r.2, r.3, r.4);
+            let missing: Vec<String> = want.iter().filter(|r| !got.contains(r)).map(fmt).collect();
+            let extra: Vec<String> = got.iter().filter(|r| !want.contains(r)).map(fmt).collect();
+            let dump = mapagent(&["dump", rec.to_str().unwrap()]);
+            panic!(
+                "checkpoint {} (pid {}, t {}): mapagent maps differs from the kernel\n  kernel has, mapagent lacks:\n    {}\n  mapagent has, kernel lacks:\n    {}\n--- dump ---\n{}",
+                cp.label,
+                cp.pid,
+                cp.t,
+                missing.join("\n    "),
+                extra.join("\n    "),
+                String::from_utf8_lossy(&dump.stdout).lines().rev().take(60).collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    cps
+}
+
+/// The mapping covering `addr` in `mapagent maps --json` output.
+pub fn mapping_at(v: &serde_json::Value, addr: u64) -> Option<serde_json::Value> {
+    v.as_array()?
+        .iter()
+        .find(|m| m["start"].as_u64().unwrap() <= addr && addr < m["end"].as_u64().unwrap())
+        .cloned()
+}
