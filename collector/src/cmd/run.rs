@@ -39,7 +39,8 @@ pub fn find_agent() -> Result<PathBuf> {
 /// The program a command name runs (PATH lookup as the shell does).
 pub fn resolve_command(cmd: &str) -> Option<PathBuf> {
     if cmd.contains('/') {
-        return Some(PathBuf::from(cmd));
+        let p = PathBuf::from(cmd);
+        return p.is_file().then_some(p);
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

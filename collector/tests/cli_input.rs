@@ -1,0 +1,230 @@
+//! Bad input to the CLI: one clear line saying what and where, exit code 2, never a panic;
+//! a truncated file still shows everything before the cut.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// A real record file written by the agent.
+fn real_record() -> PathBuf {
+    let rec = scratch("cli-real").join("rec");
+    let exe = cc("lifecycle", &["lifecycle.c"], &["-pthread"]);
+    let o = std::process::Command::new(exe)
+        .args(["storm", "1", "200"])
+        .env("LD_PRELOAD", agent())
+        .env("MAPAGENT_DIR", &rec)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::fs::read_dir(&rec)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let o = mapagent(args);
+    let r = Run {
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    };
+    assert!(
+        !r.stderr.contains("panicked"),
+        "mapagent {args:?} panicked: {}",
+        r.stderr
+    );
+    r
+}
+
+/// Every read-only command on `path` fails with exit 2 and one stderr line containing `what`.
+fn all_fail(path: &Path, what: &str) {
+    let p = path.to_str().unwrap();
+    for args in [
+        vec!["dump", p],
+        vec!["dump", p, "--json"],
+        vec!["maps", p],
+        vec!["maps", p, "--json"],
+        vec!["images", p],
+    ] {
+        let r = run(&args);
+        assert_eq!(r.code, Some(2), "mapagent {args:?}: {}", r.stderr);
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "mapagent {args:?} said more than one line: {}",
+            r.stderr
+        );
+        assert!(
+            lines[0].starts_with("mapagent: error: ") && lines[0].contains(what),
+            "mapagent {args:?}: {}",
+            r.stderr
+        );
+    }
+}
+
+fn write(name: &str, bytes: &[u8]) -> PathBuf {
+    let p = scratch("cli-bad").join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn missing_file() {
+    all_fail(
+        Path::new("/nonexistent/x.mrec"),
+        "/nonexistent/x.mrec: no such file or directory",
+    );
+}
+
+#[test]
+fn empty_and_foreign_files() {
+    all_fail(&write("empty.mrec", b""), "empty file");
+    all_fail(
+        Path::new("/bin/true"),
+        "not a mapagent record (looks like an ELF file)",
+    );
+    let mut perf = b"PERFILE2".to_vec();
+    perf.extend_from_slice(&[0u8; 200]);
+    all_fail(&write("perf.data", &perf), "looks like a perf.data file");
+    all_fail(
+        &write("junk.mrec", b"hello world, this is not a record"),
+        "bad magic at offset 0",
+    );
+}
+
+#[test]
+fn future_version() {
+    let mut data = std::fs::read(real_record()).unwrap();
+    data[8] = 9; // major version 9
+    let crc = mapagent_record::crc32c::checksum(&data[..24]);
+    data[24..28].copy_from_slice(&crc.to_le_bytes());
+    all_fail(
+        &write("future.mrec", &data),
+        "version 9.0 is newer than this mapagent reads",
+    );
+}
+
+#[test]
+fn corrupt_frame() {
+    let data = std::fs::read(real_record()).unwrap();
+    // Flip a byte in the middle of the file, inside some frame's payload or header.
+    let mut bad = data.clone();
+    let at = data.len() / 2;
+    bad[at] ^= 0x5a;
+    let p = write("corrupt.mrec", &bad);
+    all_fail(&p, "corrupt record at offset 0x");
+    // A directory holding it fails the same way, naming the file.
+    let dir = p.parent().unwrap().join("dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&p, dir.join("1.mrec")).unwrap();
+    all_fail(&dir, "1.mrec: corrupt record");
+}
+
+#[test]
+fn truncated_file_shows_what_precedes_the_cut() {
+    let data = std::fs::read(real_record()).unwrap();
+    let whole = run(&["dump", real_record().to_str().unwrap()]);
+    assert_eq!(whole.code, Some(0));
+    let total = whole.stdout.lines().filter(|l| l.starts_with("0x")).count();
+    for frac in [3, 2] {
+        let cut = data.len() * (frac - 1) / frac - 7; // almost surely inside a frame
+        let p = write(&format!("cut{frac}.mrec"), &data[..cut]);
+        let r = run(&["dump", p.to_str().unwrap()]);
+        assert_eq!(r.code, Some(2), "{}", r.stderr);
+        let shown = r.stdout.lines().filter(|l| l.starts_with("0x")).count();
+        assert!(shown > 0 && shown < total, "{shown} of {total}");
+        assert!(
+            r.stderr.contains("warning:") && r.stderr.contains("truncated at offset 0x"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        // maps and images still answer from what is there.
+        let m = run(&["maps", p.to_str().unwrap()]);
+        assert_eq!(m.code, Some(2));
+        assert!(m.stdout.contains("mappings,"), "{}", m.stdout);
+        assert!(m.stdout.contains("cut short"), "{}", m.stdout);
+    }
+}
+
+#[test]
+fn bad_arguments() {
+    let p = real_record();
+    let p = p.to_str().unwrap();
+    let r = run(&["maps", p, "--at", "yesterday"]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("bad time 'yesterday'"), "{}", r.stderr);
+    let r = run(&["maps", p, "--pid", "1"]);
+    assert_eq!(r.code, Some(2));
+    assert!(
+        r.stderr.contains("no recording of pid 1 (recorded: "),
+        "{}",
+        r.stderr
+    );
+    let empty = scratch("cli-emptydir");
+    let r = run(&["maps", empty.to_str().unwrap()]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("no record files"), "{}", r.stderr);
+    let r = run(&["run", "--", "/nonexistent-program"]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("command not found"), "{}", r.stderr);
+}
+
+#[test]
+fn run_reports_records_and_exit_status() {
+    let dir = scratch("cli-run");
+    let exe = cc("lifecycle", &["lifecycle.c"], &["-pthread"]);
+    let lib = agent();
+    let o = std::process::Command::new(mapagent_bin())
+        .args(["run", "-o"])
+        .arg(dir.join("rec"))
+        .arg("--")
+        .arg(&exe)
+        .arg("exit7")
+        .env("MAPAGENT_LIB", &lib)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(7), "exits with the command's status");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("mapagent: 1 record file in "), "{err}");
+    let o = std::process::Command::new(mapagent_bin())
+        .args(["run", "-o"])
+        .arg(dir.join("rec2"))
+        .arg("--")
+        .arg(&exe)
+        .arg("segv")
+        .env("MAPAGENT_LIB", &lib)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(128 + libc::SIGSEGV),
+        "a signal becomes 128+n, as in a shell"
+    );
+    // A static executable cannot be observed: say so.
+    let stat = cc("static_hello", &["static_hello.c"], &["-static"]);
+    let o = std::process::Command::new(mapagent_bin())
+        .args(["run", "-o"])
+        .arg(dir.join("rec3"))
+        .arg("--")
+        .arg(&stat)
+        .env("MAPAGENT_LIB", &lib)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("statically linked (no PT_INTERP)") && err.contains("no records written"),
+        "{err}"
+    );
+}
