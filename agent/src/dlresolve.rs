@@ -6,6 +6,7 @@
 //! not, hands the real dlopen the full path instead. Allocation-free: stack buffers only.
 
 use core::ffi::{c_char, c_int, c_long, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const RTLD_DI_LMID: c_int = 1;
 const RTLD_DI_SERINFO: c_int = 4;
@@ -44,6 +45,14 @@ extern "C" {
 
 pub const PATH_BUF: usize = 4096;
 
+/// Set once any dlmopen went through the hook: until then every object is in the base
+/// namespace and the caller's namespace need not be looked up.
+static NAMESPACES: AtomicBool = AtomicBool::new(false);
+
+pub fn namespaces_in_use() {
+    NAMESPACES.store(true, Ordering::Release);
+}
+
 /// What to hand the real dlopen.
 pub struct Plan {
     /// Use this path instead of the caller's argument (set when rewritten into `buf`).
@@ -63,6 +72,10 @@ pub unsafe fn plan(file: *const c_char, caller: *const c_void, buf: &mut [u8; PA
         return plan;
     }
     let name = CStr::from_ptr(file).to_bytes();
+    // The common case costs nothing: a path, no $ORIGIN, one namespace.
+    if name.contains(&b'/') && !name.contains(&b'$') && !NAMESPACES.load(Ordering::Acquire) {
+        return plan;
+    }
     let mut info: libc::Dl_info = core::mem::zeroed();
     let mut lm: *mut c_void = core::ptr::null_mut();
     if caller.is_null() || dladdr1(caller, &mut info, &mut lm, RTLD_DL_LINKMAP) == 0 || lm.is_null()

@@ -167,7 +167,7 @@ fn fork_then_exec() {
         .unwrap()
         .to_string();
     assert!(
-        first.contains(&format!("parent_pid={parent}")) && first.contains("origin=1"),
+        first.contains(&format!("parent_pid={parent}")) && first.contains("origin=fork"),
         "{first}"
     );
 }

@@ -73,7 +73,7 @@ fn all_fail(path: &Path, what: &str) {
 }
 
 fn write(name: &str, bytes: &[u8]) -> PathBuf {
-    let p = scratch("cli-bad").join(name);
+    let p = scratch(&format!("cli-bad-{name}")).join(name);
     std::fs::write(&p, bytes).unwrap();
     p
 }

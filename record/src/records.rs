@@ -553,6 +553,7 @@ mod tests {
                         end: 2,
                         ..Default::default()
                     },
+                    at: 1,
                 }],
                 ..Default::default()
             }),

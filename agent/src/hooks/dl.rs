@@ -53,6 +53,7 @@ unsafe extern "C" fn dlmopen_from(
     mode: c_int,
     caller: *const c_void,
 ) -> *mut c_void {
+    dlresolve::namespaces_in_use();
     open(Some(lmid), file, mode, caller)
 }
 

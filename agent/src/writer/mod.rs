@@ -59,6 +59,9 @@ struct Start {
     ag: &'static Agent,
 }
 
+/// Minimum time between reconciliations that events (not requests) ask for.
+const MIN_RECONCILE_NS: u64 = 20_000_000;
+
 /// Starts the writer with every signal blocked (the thread inherits the mask). A bare pthread,
 /// not std::thread: std registers thread-local destructors through glibc's calloc, which would
 /// give the agent a malloc arena of its own (64 MiB reserved) in the application's address space.
@@ -192,30 +195,37 @@ impl Writer {
     }
 
     fn run(&mut self) -> Result<(), String> {
-        let mut idle_ms = 1u64;
+        let mut sleep_ns = 1_000_000u64;
+        let mut last_cycle = sys::now();
         loop {
             let (requests, seq) = self.ag.ctl.take();
+            self.ag.woken.store(false, Ordering::Release);
             let n = self.drain();
             self.rescan_images();
             self.note_lost();
             let now = sys::now();
-            let forced = requests & (req::FLUSH | req::EXIT | req::SNAPSHOT) != 0;
-            if forced {
+            let since_reconcile = now.saturating_sub(self.last_reconcile);
+            if requests & (req::FLUSH | req::EXIT | req::SNAPSHOT) != 0 {
                 let t = if requests & req::EXIT != 0 {
                     trigger::EXIT
                 } else {
                     trigger::SNAPSHOT
                 };
                 self.reconcile(t);
-            } else if let Some(t) = self.triggers.first() {
+            } else if let Some(t) = self
+                .triggers
+                .first()
+                .filter(|_| since_reconcile >= MIN_RECONCILE_NS)
+            {
+                // Triggered checks are rate-limited: images are already placed exactly, and
+                // what a check finds keeps the time of the call that triggered it.
                 self.reconcile(t.kind);
             } else if now.saturating_sub(self.last_statm) >= 5_000_000 {
                 self.last_statm = now;
                 if self.statm_moved(now) {
                     self.reconcile(trigger::STATM);
                 } else if self.ag.cfg.reconcile_ms > 0
-                    && now.saturating_sub(self.last_reconcile)
-                        >= self.ag.cfg.reconcile_ms * 1_000_000
+                    && since_reconcile >= self.ag.cfg.reconcile_ms * 1_000_000
                 {
                     self.reconcile(trigger::PERIODIC);
                 }
@@ -230,16 +240,24 @@ impl Writer {
             }
             self.out.flush()?;
             self.ag.ctl.complete(seq);
-            // Poll fast while events flow, back off to MAPAGENT_FLUSH_MS when idle. The hot path
-            // never wakes the writer (that would be a syscall); requests do.
-            idle_ms = if n > 0 {
-                1
+            // The hot path never wakes the writer (that would be a syscall); requests do.
+            // Otherwise sleep so that the channel would be about a quarter full at the rate
+            // events arrived last cycle: rarely awake (an awake writer costs the application
+            // mm-lock and TLB traffic), never letting a burst overflow. Capped by
+            // MAPAGENT_FLUSH_MS.
+            let t = sys::now();
+            let elapsed = t.saturating_sub(last_cycle).max(1);
+            last_cycle = t;
+            let cap = self.ag.cfg.flush_ms * 1_000_000;
+            sleep_ns = if n == 0 {
+                (sleep_ns * 2).min(cap)
             } else {
-                (idle_ms * 2).min(self.ag.cfg.flush_ms)
+                let quarter = (self.ag.cfg.buffer / 4) as u64;
+                (quarter.saturating_mul(elapsed) / n as u64).clamp(200_000, cap)
             };
             self.ag.wake.store(0, Ordering::Release);
             if self.ag.ctl.pending.load(Ordering::Acquire) == 0 {
-                sys::futex_wait(&self.ag.wake, 0, idle_ms * 1_000_000);
+                sys::futex_wait(&self.ag.wake, 0, sleep_ns);
             }
         }
     }

@@ -44,6 +44,48 @@ fn upper_snake(name: &str) -> String {
     s
 }
 
+/// Enumerated fields by name, as perf -D names record types.
+fn named(kind: &str, key: &str, v: &Value) -> Option<String> {
+    use mapagent_record::records::{exit_how, image_cause, trigger};
+    let n = v.as_u64()?;
+    Some(match (kind, key) {
+        ("Reconcile", "trigger") => trigger::name(n as u8).to_string(),
+        ("Image" | "ImageUnload", "cause") => match n as u8 {
+            image_cause::STARTUP => "startup".into(),
+            image_cause::DLOPEN => "dlopen".into(),
+            image_cause::RESCAN => "rescan".into(),
+            image_cause::DLCLOSE => "dlclose".into(),
+            _ => return None,
+        },
+        ("Exit", "how") => match n as u8 {
+            exit_how::EXIT => "exit".into(),
+            exit_how::UNDERSCORE_EXIT => "_exit".into(),
+            exit_how::SIGNAL => "signal".into(),
+            exit_how::EXEC => "exec".into(),
+            exit_how::DISABLED => "disabled".into(),
+            _ => return None,
+        },
+        ("Process", "origin") => {
+            if n == 1 {
+                "fork".into()
+            } else {
+                "start".into()
+            }
+        }
+        ("Mmap" | "Mprotect", "prot") => {
+            mapagent_record::region::perms_string(n as u8 & 7, false)[..3].to_string()
+        }
+        ("Change", "op") => {
+            if n == 1 {
+                "add".into()
+            } else {
+                "remove".into()
+            }
+        }
+        _ => return None,
+    })
+}
+
 fn scalar(key: &str, v: &Value) -> String {
     match v {
         Value::Number(n) if HEX_KEYS.contains(&key) => match n.as_u64() {
@@ -64,7 +106,12 @@ fn scalar(key: &str, v: &Value) -> String {
         Value::Object(o) => {
             let parts: Vec<String> = o
                 .iter()
-                .map(|(k, x)| format!("{k}={}", scalar(k, x)))
+                .map(|(k, x)| {
+                    format!(
+                        "{k}={}",
+                        named("Change", k, x).unwrap_or_else(|| scalar(k, x))
+                    )
+                })
                 .collect();
             format!("{{{}}}", parts.join(" "))
         }
@@ -116,7 +163,10 @@ pub fn dump_file(r: &Recording, json: bool, out: &mut impl Write) -> Result<bool
                         sub.push(format!("    {}", scalar(k, x)));
                     }
                 }
-                _ => line.push_str(&format!(" {k}={}", scalar(k, val))),
+                _ => line.push_str(&format!(
+                    " {k}={}",
+                    named(&kind, k, val).unwrap_or_else(|| scalar(k, val))
+                )),
             }
         }
         writeln!(out, "{line}").map_err(io)?;

@@ -54,12 +54,25 @@ pub fn build_dir() -> PathBuf {
     d
 }
 
-/// Compiles c-tests sources into build_dir()/out (once per test binary; atomic rename so
-/// parallel test binaries never see a half-written file).
+/// Compiles c-tests sources into build_dir()/out, unless it is already newer than its
+/// sources: rebuilding (and renaming over) a library another test has loaded would make it
+/// "(deleted)" under that test's feet. Atomic rename, so nobody sees a half-written file.
 pub fn cc(out: &str, srcs: &[&str], args: &[&str]) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dest = build_dir().join(out);
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest_src = srcs
+        .iter()
+        .map(|s| root().join("c-tests").join(s))
+        .chain([root().join("c-tests/checkpoint.h")])
+        .filter_map(|p| mtime(&p))
+        .max();
+    if let (Some(d), Some(s)) = (mtime(&dest), newest_src) {
+        if d >= s {
+            return dest;
+        }
+    }
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     let file = dest.file_name().unwrap().to_string_lossy().into_owned();
     let tmp = dest.with_file_name(format!(".{file}.{}", std::process::id()));
