@@ -89,6 +89,10 @@ int main(int argc, char **argv) {
         char *after = mmap(NULL, 5 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         CHECK(after != MAP_FAILED);
         printf("after=%p\n", (void *)after);
+    } else if (!strcmp(m, "find")) {
+        /* Is a mapping whose path contains argv[2] in our own address space? */
+        checkpoint("find");
+        printf("found=%d\n", strstr(cp_maps, argv[2]) != NULL);
     } else if (!strcmp(m, "storm")) {
         int threads = atoi(argv[2]);
         rounds = atol(argv[3]);

@@ -47,6 +47,9 @@ pub struct Agent {
     pub out_fd: AtomicI32,
     /// The baseline, handed from the starting thread to the writer.
     pub baseline: AtomicPtr<crate::writer::Baseline>,
+    /// The writer thread (joinable) and, while it is parked, its state.
+    pub writer_thread: AtomicU64,
+    pub parked: AtomicPtr<crate::writer::Writer>,
 }
 
 static AGENT: AtomicPtr<Agent> = AtomicPtr::new(core::ptr::null_mut());
@@ -123,6 +126,8 @@ impl Agent {
             exe,
             out_fd: AtomicI32::new(-1),
             baseline: AtomicPtr::new(core::ptr::null_mut()),
+            writer_thread: AtomicU64::new(0),
+            parked: AtomicPtr::new(core::ptr::null_mut()),
         }))
     }
 
@@ -237,6 +242,8 @@ pub mod req {
     pub const FLUSH: u32 = 1;
     pub const EXIT: u32 = 2;
     pub const SNAPSHOT: u32 = 4;
+    /// Save state and end the writer thread (a credential change is coming).
+    pub const PARK: u32 = 8;
 }
 
 /// Requests from application threads to the writer, and the writer's acknowledgements.

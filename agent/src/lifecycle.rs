@@ -110,6 +110,44 @@ pub unsafe fn before_exec(path: *const c_char) {
     ag.ctl.wait(seq, EXIT_WAIT_NS);
 }
 
+/// Runs a credential change (the set*id family, setgroups) with the writer parked. glibc
+/// applies such a change to every thread of the process and aborts if they disagree; a
+/// program that keeps capabilities on its own thread (PR_SET_KEEPCAPS, capset, as setpriv
+/// does) would make the writer's copy fail. So the writer saves its state and ends, the change
+/// runs in a single-threaded process, and a new writer thread (with the new credentials) takes
+/// over.
+pub fn with_writer_parked(change: impl FnOnce() -> c_int) -> c_int {
+    static CHANGING: AtomicBool = AtomicBool::new(false);
+    let Some(ag) = agent::current() else {
+        return change();
+    };
+    if tls::is_writer() || sys::getpid() != ag.pid {
+        return change();
+    }
+    while CHANGING.swap(true, Ordering::AcqRel) {
+        unsafe { libc::sched_yield() };
+    }
+    let seq = ag.ctl.post(ag, req::PARK);
+    let parked = ag.ctl.wait(seq, EXIT_WAIT_NS);
+    if parked {
+        let th = ag.writer_thread.load(Ordering::Acquire) as libc::pthread_t;
+        let deadline = libc::timespec {
+            tv_sec: (sys::clock(libc::CLOCK_REALTIME) / 1_000_000_000 + 2) as _,
+            tv_nsec: 0,
+        };
+        unsafe { libc::pthread_timedjoin_np(th, core::ptr::null_mut(), &deadline) };
+    }
+    let r = change();
+    let e = sys::errno();
+    let state = ag.parked.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !state.is_null() && crate::writer::resume(ag, unsafe { Box::from_raw(state) }).is_err() {
+        agent::disable(b"cannot restart the writer thread after a credential change");
+    }
+    CHANGING.store(false, Ordering::Release);
+    sys::set_errno(e);
+    r
+}
+
 extern "C" fn fork_prepare() {
     arena::fork_prepare();
 }

@@ -38,4 +38,13 @@ real! {
     execvpe: c"execvpe" => unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
     fexecve: c"fexecve" => unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
     execveat: c"execveat" => unsafe extern "C" fn(c_int, *const c_char, *const *const c_char, *const *const c_char, c_int) -> c_int;
+    setuid: c"setuid" => unsafe extern "C" fn(libc::uid_t) -> c_int;
+    setgid: c"setgid" => unsafe extern "C" fn(libc::gid_t) -> c_int;
+    seteuid: c"seteuid" => unsafe extern "C" fn(libc::uid_t) -> c_int;
+    setegid: c"setegid" => unsafe extern "C" fn(libc::gid_t) -> c_int;
+    setreuid: c"setreuid" => unsafe extern "C" fn(libc::uid_t, libc::uid_t) -> c_int;
+    setregid: c"setregid" => unsafe extern "C" fn(libc::gid_t, libc::gid_t) -> c_int;
+    setresuid: c"setresuid" => unsafe extern "C" fn(libc::uid_t, libc::uid_t, libc::uid_t) -> c_int;
+    setresgid: c"setresgid" => unsafe extern "C" fn(libc::gid_t, libc::gid_t, libc::gid_t) -> c_int;
+    setgroups: c"setgroups" => unsafe extern "C" fn(libc::size_t, *const libc::gid_t) -> c_int;
 }

@@ -222,3 +222,30 @@ pub unsafe extern "C" fn _exit(code: c_int) -> ! {
 pub unsafe extern "C" fn _Exit(code: c_int) -> ! {
     _exit(code)
 }
+
+/// The credential-changing calls glibc broadcasts to every thread: run with the writer parked
+/// (see lifecycle::with_writer_parked).
+macro_rules! credential_hook {
+    ($name:ident($($arg:ident: $t:ty),*)) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $t),*) -> c_int {
+            lifecycle::with_writer_parked(|| match real::$name() {
+                Some(f) => f($($arg),*),
+                None => {
+                    crate::sys::set_errno(libc::ENOSYS);
+                    -1
+                }
+            })
+        }
+    };
+}
+
+credential_hook!(setuid(u: libc::uid_t));
+credential_hook!(setgid(g: libc::gid_t));
+credential_hook!(seteuid(u: libc::uid_t));
+credential_hook!(setegid(g: libc::gid_t));
+credential_hook!(setreuid(r: libc::uid_t, e: libc::uid_t));
+credential_hook!(setregid(r: libc::gid_t, e: libc::gid_t));
+credential_hook!(setresuid(r: libc::uid_t, e: libc::uid_t, s: libc::uid_t));
+credential_hook!(setresgid(r: libc::gid_t, e: libc::gid_t, s: libc::gid_t));
+credential_hook!(setgroups(n: libc::size_t, list: *const libc::gid_t));

@@ -57,6 +57,8 @@ impl Baseline {
 
 struct Start {
     ag: &'static Agent,
+    /// A writer parked for a credential change, to resume; None for a fresh start.
+    resume: Option<Box<Writer>>,
 }
 
 /// Minimum time between reconciliations that events (not requests) ask for.
@@ -66,12 +68,25 @@ const MIN_RECONCILE_NS: u64 = 20_000_000;
 /// not std::thread: std registers thread-local destructors through glibc's calloc, which would
 /// give the agent a malloc arena of its own (64 MiB reserved) in the application's address space.
 pub fn spawn(ag: &'static Agent) -> Result<(), ()> {
+    spawn_thread(Start { ag, resume: None })
+}
+
+/// Starts a new writer thread that carries on with a parked writer's state.
+pub fn resume(ag: &'static Agent, w: Box<Writer>) -> Result<(), ()> {
+    spawn_thread(Start {
+        ag,
+        resume: Some(w),
+    })
+}
+
+fn spawn_thread(s: Start) -> Result<(), ()> {
+    let ag = s.ag;
     extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
         let s = unsafe { Box::from_raw(arg as *mut Start) };
         run(*s);
         core::ptr::null_mut()
     }
-    let arg = Box::into_raw(Box::new(Start { ag }));
+    let arg = Box::into_raw(Box::new(s));
     let Some(create) = crate::real::pthread_create() else {
         return Err(());
     };
@@ -83,7 +98,7 @@ pub fn spawn(ag: &'static Agent) -> Result<(), ()> {
         let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setstacksize(&mut attr, 256 << 10);
-        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        // Joinable: a credential change waits for the parked writer to be gone for good.
         let mut th: libc::pthread_t = 0;
         let r = create(&mut th, &attr, start, arg as *mut libc::c_void);
         libc::pthread_attr_destroy(&mut attr);
@@ -93,8 +108,15 @@ pub fn spawn(ag: &'static Agent) -> Result<(), ()> {
             return Err(());
         }
         libc::pthread_setname_np(th, c"mapagent".as_ptr());
+        ag.writer_thread.store(th as u64, Ordering::Release);
     }
     Ok(())
+}
+
+/// What the writer loop ended with.
+enum Ending {
+    Exited,
+    Parked,
 }
 
 fn run(s: Start) {
@@ -104,8 +126,16 @@ fn run(s: Start) {
     let ag = s.ag;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
         move || -> Result<(), String> {
-            let mut w = Writer::start(s)?;
-            w.run()
+            let mut w = match s.resume {
+                Some(w) => w,
+                None => Box::new(Writer::start(s.ag)?),
+            };
+            match w.run()? {
+                Ending::Exited => {}
+                // Hand the state over before acknowledging: the resumer reads it right after.
+                Ending::Parked => ag.parked.store(Box::into_raw(w), Ordering::Release),
+            }
+            Ok(())
         },
     ));
     match result {
@@ -140,8 +170,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    fn start(s: Start) -> Result<Writer, String> {
-        let ag = s.ag;
+    fn start(ag: &'static Agent) -> Result<Writer, String> {
         let mut base = Self::wait_for_baseline(ag)?;
         let out = Out::create(&ag.cfg.dir, ag.pid)?;
         ag.out_fd.store(out.fd, Ordering::Release);
@@ -194,7 +223,7 @@ impl Writer {
         }
     }
 
-    fn run(&mut self) -> Result<(), String> {
+    fn run(&mut self) -> Result<Ending, String> {
         let mut sleep_ns = 1_000_000u64;
         let mut last_cycle = sys::now();
         loop {
@@ -236,9 +265,13 @@ impl Writer {
                 self.out.close();
                 agent::deactivate();
                 self.ag.ctl.complete(seq);
-                return Ok(());
+                return Ok(Ending::Exited);
             }
             self.out.flush()?;
+            if requests & req::PARK != 0 {
+                // The request is acknowledged by the thread function once the state is saved.
+                return Ok(Ending::Parked);
+            }
             self.ag.ctl.complete(seq);
             // The hot path never wakes the writer (that would be a syscall); requests do.
             // Otherwise sleep so that the channel would be about a quarter full at the rate
