@@ -30,12 +30,14 @@ pub struct Parsed<'a> {
 impl Recording {
     pub fn open(path: &Path) -> Result<Recording> {
         let data = std::fs::read(path).map_err(|e| io(path, e))?;
+        Self::from_bytes(path.to_path_buf(), data)
+    }
+
+    /// A recording from bytes already in memory (`path` is only used in messages).
+    pub fn from_bytes(path: PathBuf, data: Vec<u8>) -> Result<Recording> {
         frame::parse_file_header(&data)
             .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
-        Ok(Recording {
-            path: path.to_path_buf(),
-            data,
-        })
+        Ok(Recording { path, data })
     }
 
     pub fn len(&self) -> u64 {

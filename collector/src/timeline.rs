@@ -229,7 +229,7 @@ impl<'a> Timeline<'a> {
                         img.unloaded_ns = Some(u.ts);
                     }
                 }
-                Record::Lost(l) => t.lost += l.count,
+                Record::Lost(l) => t.lost = t.lost.saturating_add(l.count),
                 Record::Exit(e) => t.exit = Some(*e),
                 Record::Exec(e) => t.exec = Some((e.ts, e.path.lossy().into_owned())),
                 _ => {}

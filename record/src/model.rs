@@ -170,7 +170,7 @@ impl AddressSpace {
         let pieces = self.clipped(old, old_end);
         if result == old {
             if new_len < old_len {
-                self.unmap(old + new_len, old_end);
+                self.unmap(old.saturating_add(new_len), old_end);
             } else if new_len > old_len {
                 let mut grow = match pieces.last() {
                     Some(last) => last.clip(last.start, last.end),
@@ -183,7 +183,7 @@ impl AddressSpace {
                     grow.offset = grow.offset.wrapping_add(old_end - grow.start);
                 }
                 grow.start = old_end;
-                grow.end = old + new_len;
+                grow.end = old.saturating_add(new_len);
                 self.map(grow);
             }
             return;
@@ -207,11 +207,11 @@ impl AddressSpace {
         let n = pieces.len();
         for (i, p) in pieces.into_iter().enumerate() {
             let mut r = p.clone();
-            r.start = result + (p.start - old);
+            r.start = result.saturating_add(p.start - old);
             r.end = if i + 1 == n {
                 new_end
             } else {
-                result + (p.end - old)
+                result.saturating_add(p.end - old)
             };
             if r.start >= new_end {
                 break;
@@ -400,6 +400,30 @@ mod tests {
         assert_eq!(a.regions(), vec![file(0x40000, 0x48000, 1, 0x1000)]);
         a.remap(0x40000, 0x8000, 0x1000, 0, 0x40000);
         assert_eq!(a.regions(), vec![file(0x40000, 0x41000, 1, 0x1000)]);
+    }
+
+    #[test]
+    fn hostile_values_do_not_overflow() {
+        // Found by fuzz/replay: ranges at the top of the address space.
+        let mut a = AddressSpace::new(4096);
+        a.map(anon(u64::MAX - 0x3000, u64::MAX - 0x1000, 3));
+        a.remap(
+            u64::MAX - 0x3000,
+            0x2000,
+            u64::MAX,
+            MREMAP_MAYMOVE,
+            u64::MAX - 0x3000,
+        );
+        a.remap(
+            u64::MAX - 0x3000,
+            0x2000,
+            0x10000,
+            MREMAP_MAYMOVE,
+            u64::MAX - 0x2000,
+        );
+        a.protect(u64::MAX - 0x1000, u64::MAX, 1);
+        a.unmap(0, u64::MAX);
+        assert!(a.is_empty());
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Eq for Region {}
 
 impl Region {
     pub fn len(&self) -> u64 {
-        self.end - self.start
+        self.end.saturating_sub(self.start)
     }
     pub fn is_empty(&self) -> bool {
         self.end <= self.start

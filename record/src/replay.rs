@@ -39,6 +39,9 @@ pub fn reconcile_changes(r: &Reconcile<'_>, src: u64) -> Vec<ReconcileChanges> {
             ..Default::default()
         });
         let region = Region::from_rec(&c.region, src);
+        if region.is_empty() {
+            continue; // an inverted or empty range from a damaged file
+        }
         match c.op {
             change_op::REMOVE => g.removes.push(region),
             change_op::ADD => g.adds.push(region),
@@ -169,7 +172,7 @@ impl Replayer {
                 }
                 match self.shm.remove(&s.addr) {
                     Some(len) => {
-                        self.space.unmap(s.addr, s.addr + len);
+                        self.space.unmap(s.addr, s.addr.saturating_add(len));
                         true
                     }
                     None => false,
@@ -245,14 +248,14 @@ pub fn image_regions(
     // PROT_NONE.
     let last_end = loads
         .iter()
-        .map(|p| bias.wrapping_add(round(p.vaddr + p.memsz)))
+        .map(|p| bias.wrapping_add(round(p.vaddr.saturating_add(p.memsz))))
         .max()
         .unwrap_or(base_addr);
     space.map(file(base_addr, last_end, 0, base_off));
     for p in &loads {
         let start = bias.wrapping_add(trunc(p.vaddr));
-        let file_end = bias.wrapping_add(round(p.vaddr + p.filesz));
-        let alloc_end = bias.wrapping_add(round(p.vaddr + p.memsz));
+        let file_end = bias.wrapping_add(round(p.vaddr.saturating_add(p.filesz)));
+        let alloc_end = bias.wrapping_add(round(p.vaddr.saturating_add(p.memsz)));
         if file_end > start {
             space.map(file(start, file_end, prot_of(p.p_flags), trunc(p.offset)));
         }
@@ -269,7 +272,7 @@ pub fn image_regions(
     if let Some(r) = phdrs.iter().find(|p| p.p_type == PT_GNU_RELRO) {
         let (s, e) = (
             bias.wrapping_add(trunc(r.vaddr)),
-            bias.wrapping_add(trunc(r.vaddr + r.memsz)),
+            bias.wrapping_add(trunc(r.vaddr.saturating_add(r.memsz))),
         );
         if e > s {
             space.protect(s, e, 1);
@@ -282,6 +285,8 @@ pub fn image_regions(
 pub fn image_extent(bias: u64, phdrs: &[crate::records::Phdr], page: u64) -> Option<(u64, u64)> {
     let loads = phdrs.iter().filter(|p| p.p_type == 1 && p.memsz > 0);
     let lo = loads.clone().map(|p| p.vaddr & !(page - 1)).min()?;
-    let hi = loads.map(|p| page_up(p.vaddr + p.memsz, page)).max()?;
+    let hi = loads
+        .map(|p| page_up(p.vaddr.saturating_add(p.memsz), page))
+        .max()?;
     Some((bias.wrapping_add(lo), bias.wrapping_add(hi)))
 }

@@ -1,0 +1,17 @@
+//! Any bytes as a record file: parsing, decoding and replaying must never panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use mapagent::input::Recording;
+use mapagent::text::At;
+use mapagent::timeline::Timeline;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(rec) = Recording::from_bytes("fuzz.mrec".into(), data.to_vec()) else { return };
+    let Ok(parsed) = rec.parse() else { return };
+    let Some(t) = Timeline::build("fuzz.mrec".into(), &parsed) else { return };
+    let _ = t.ending();
+    let mid = t.first_ts / 2 + t.last_ts / 2;
+    for at in [At::End, At::Abs(mid), At::Abs(t.first_ts), At::Rel(0.5)] {
+        let _ = mapagent::cmd::maps::mappings(&t, at);
+    }
+});
