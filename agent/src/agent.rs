@@ -138,6 +138,14 @@ impl Agent {
         self.wake_writer();
     }
 
+    /// Like push; false if the event was dropped (the caller releases what it carried).
+    #[inline]
+    pub fn push_ok(&self, ev: Event) -> bool {
+        let before = self.lost.load(Ordering::Relaxed);
+        self.push(ev);
+        self.lost.load(Ordering::Relaxed) == before
+    }
+
     /// Hands an event to the writer; never blocks. A full channel drops and counts it. The
     /// writer sleeps as long as the event rate allows; a burst that fills a quarter of the
     /// channel wakes it (once per writer cycle: the only extra system call a push can make).

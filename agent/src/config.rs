@@ -17,6 +17,9 @@ pub struct Config {
     /// Minimum time between full reconciliations not forced by an event, in ms
     /// (MAPAGENT_RECONCILE_MS); 0 disables periodic ones (statm-triggered ones stay).
     pub reconcile_ms: u64,
+    /// Most bytes of image copies kept in <dir>/keep, all processes together
+    /// (MAPAGENT_KEEP_MAX, with an optional K/M/G suffix).
+    pub keep_max: u64,
     /// tracing level for diagnostics (MAPAGENT_LOG), None = silent.
     pub log: Option<tracing::Level>,
 }
@@ -52,6 +55,33 @@ fn num(var: &str, default: u64, min: u64, max: u64) -> u64 {
         }
         Err(_) => {
             warn(var, &s, "not a number", &default.to_string());
+            default
+        }
+    }
+}
+
+/// A byte count with an optional K, M or G suffix.
+fn size(var: &str, default: u64) -> u64 {
+    let Some(v) = std::env::var_os(var) else {
+        return default;
+    };
+    let s = v.to_string_lossy();
+    let t = s.trim();
+    let (digits, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+        Some(n) => n,
+        None => {
+            warn(
+                var,
+                &s,
+                "expected a size such as 256M",
+                &format!("{}M", default >> 20),
+            );
             default
         }
     }
@@ -94,6 +124,7 @@ impl Config {
             buffer: num("MAPAGENT_BUFFER", 16384, 64, 1 << 22) as usize,
             flush_ms: num("MAPAGENT_FLUSH_MS", 50, 1, 10_000),
             reconcile_ms: num("MAPAGENT_RECONCILE_MS", 1000, 0, 3_600_000),
+            keep_max: size("MAPAGENT_KEEP_MAX", 256 << 20),
             log,
         }
     }

@@ -23,7 +23,7 @@ pub enum Kind {
     Dlopen,
     /// a = [handle, ret, ts_start]
     Dlclose,
-    /// slot: image; a = [cause]
+    /// slot: image; a = [cause, fd + 1 (an open descriptor of the file, 0 if none)]
     ImageLoad,
     /// a = [id, bias, cause]
     ImageUnload,

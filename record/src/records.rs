@@ -26,6 +26,7 @@ pub mod kind {
     pub const EXEC: u16 = 16;
     pub const EXIT: u16 = 17;
     pub const WARNING: u16 = 18;
+    pub const KEPT_IMAGE: u16 = 19;
 }
 
 /// How the process came to be recorded.
@@ -396,6 +397,34 @@ wire_struct! {
     }
 }
 
+/// What became of an image the agent tried to keep a copy of.
+pub mod keep_status {
+    /// Copied to `file`.
+    pub const KEPT: u8 = 0;
+    /// Another process already kept the same build-id: `file` is that copy.
+    pub const ALREADY: u8 = 1;
+    /// Not copied: MAPAGENT_KEEP_MAX would have been exceeded.
+    pub const SKIPPED_CAP: u8 = 2;
+    /// Not copied: `reason` says why.
+    pub const FAILED: u8 = 3;
+}
+
+wire_struct! {
+    /// An executable image whose file cannot be opened by its path later (memfd, deleted,
+    /// replaced on disk): the agent keeps a copy of its file, taken while it was mapped, so
+    /// tools can still read its symbols. `file` is relative to the record directory.
+    pub struct KeptImage<'a> {
+        pub ts: u64,
+        pub id: u64,
+        pub build_id: Hex<'a>,
+        pub path: Bytes<'a>,
+        pub file: Bytes<'a>,
+        pub size: u64,
+        pub status: u8,
+        pub reason: Bytes<'a>,
+    }
+}
+
 wire_struct! {
     /// Something the agent could not do, in its own words.
     pub struct Warning<'a> {
@@ -427,6 +456,7 @@ pub enum Record<'a> {
     Exec(Exec<'a>),
     Exit(Exit),
     Warning(Warning<'a>),
+    KeptImage(KeptImage<'a>),
     /// A kind this reader does not know (written by a newer agent): skipped, not an error.
     Unknown {
         kind: u16,
@@ -484,6 +514,7 @@ record_kinds! {
     Exec => kind::EXEC,
     Exit => kind::EXIT,
     Warning => kind::WARNING,
+    KeptImage => kind::KEPT_IMAGE,
 }
 
 impl Record<'_> {
@@ -508,6 +539,7 @@ impl Record<'_> {
             Record::Exec(r) => r.ts,
             Record::Exit(r) => r.ts,
             Record::Warning(r) => r.ts,
+            Record::KeptImage(r) => r.ts,
             Record::Unknown { .. } => return None,
         })
     }

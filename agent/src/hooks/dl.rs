@@ -168,11 +168,18 @@ impl Sink for EventSink<'_> {
             self.ag.drop_one();
             return false;
         };
-        // Pin the file now: by the time the writer looks, another image may sit at this address.
-        let (ma, mi, ino) = s
-            .cname
-            .and_then(crate::sys::path_identity)
-            .unwrap_or((0, 0, 0));
+        // Pin the file now: by the time the writer looks, another image may sit at this
+        // address, or the file may be gone. The open descriptor lets the writer keep a copy
+        // of an image that cannot be opened by its path later (memfd, deleted); it closes it.
+        let fd = s.cname.map_or(-1, |c| unsafe {
+            libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)
+        });
+        let (ma, mi, ino) = if fd >= 0 {
+            crate::sys::fd_identity(fd)
+        } else {
+            s.cname.and_then(crate::sys::path_identity)
+        }
+        .unwrap_or((0, 0, 0));
         let mut w = SlotWriter::new(unsafe { self.ag.pool.bytes(slot) });
         w.u64(s.key);
         w.u64(s.bias);
@@ -190,9 +197,14 @@ impl Sink for EventSink<'_> {
         }
         w.bytes(s.build_id);
         w.bytes(s.name);
-        let mut ev = Event::new(Kind::ImageLoad, [self.cause as u64, 0, 0, 0, 0, 0, 0, 0]);
+        let mut ev = Event::new(
+            Kind::ImageLoad,
+            [self.cause as u64, (fd + 1) as u64, 0, 0, 0, 0, 0, 0],
+        );
         ev.slot = slot;
-        self.ag.push(ev);
+        if !self.ag.push_ok(ev) && fd >= 0 {
+            unsafe { libc::close(fd) };
+        }
         true
     }
 

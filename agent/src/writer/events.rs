@@ -1,7 +1,7 @@
 //! Turns hook events into records and applies them to the model.
 
 use super::identity::FileKey;
-use super::{phdr_rec, Writer};
+use super::{keep, phdr_rec, Writer};
 use crate::event::{Event, Kind};
 use crate::pool::SlotReader;
 use mapagent_record::model::{MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, MAP_SHARED_VALIDATE};
@@ -222,9 +222,11 @@ impl Writer {
                 }
                 let (build_id, name) = (r.bytes(), r.bytes());
                 let file = (ino != 0).then_some(((dev >> 32) as u32, dev as u32, ino));
-                self.put_image(ts, a[0] as u8, key, bias, &phdrs, build_id, name, file);
+                let fd = (a[1] > 0).then(|| keep::Source::Fd((a[1] - 1) as i32));
+                self.put_image(ts, a[0] as u8, key, bias, &phdrs, build_id, name, file, fd);
             }
             Kind::ImageUnload => {
+                self.loaded.remove(&a[0]);
                 self.emit(Record::ImageUnload(rec::ImageUnload {
                     ts,
                     id: a[0],

@@ -4,6 +4,7 @@
 //! signal blocked and never takes a lock an application thread holds.
 
 mod events;
+mod keep;
 mod out;
 mod process;
 mod reconcile;
@@ -166,6 +167,9 @@ pub struct Writer {
     lost_since: u64,
     /// slow_started as of the last periodic image check.
     slow_seen: u64,
+    /// Images loaded now, and those already kept (or tried).
+    loaded: std::collections::HashMap<u64, LoadedImage>,
+    kept: std::collections::HashSet<u64>,
     page: u64,
 }
 
@@ -189,6 +193,8 @@ impl Writer {
             events_total: 0,
             lost_since: ag.start_mono,
             slow_seen: 0,
+            loaded: Default::default(),
+            kept: Default::default(),
             page,
         };
         base.desc.gen = w.out.gen;
@@ -395,9 +401,11 @@ impl Writer {
                 &img.build_id,
                 &img.name,
                 None,
+                None,
             );
         }
         for &(key, bias) in &found.unloaded {
+            self.loaded.remove(&key);
             self.emit(Record::ImageUnload(rec::ImageUnload {
                 ts,
                 id: key,
@@ -424,6 +432,7 @@ impl Writer {
         build_id: &[u8],
         name: &[u8],
         file: Option<identity::FileKey>,
+        keep: Option<keep::Source>,
     ) {
         // The file as the kernel names it (canonical, absolute; dlopen may have been given a
         // relative path or a symlink): from the mapping of the first loaded segment, or from
@@ -437,6 +446,7 @@ impl Writer {
             })
             .filter(|r| r.is_file() && !r.name.is_empty())
             .filter(|r| file.is_none_or(|k| k == (r.dev_major, r.dev_minor, r.ino)));
+        let range = mapped.as_ref().map(|r| (r.start, r.end));
         let (path, dev_major, dev_minor, ino) = match mapped {
             Some(r) => (r.name, r.dev_major, r.dev_minor, r.ino),
             None => match on_disk(name) {
@@ -460,11 +470,51 @@ impl Writer {
             phdrs: phdrs.to_vec(),
         });
         self.emit(r);
+        let pinned = (ino != 0).then_some((dev_major, dev_minor, ino));
+        let main = key == unsafe { libc::getauxval(libc::AT_PHDR) };
+        let img = LoadedImage {
+            path,
+            pinned,
+            build_id: build_id.to_vec(),
+            range,
+            main,
+        };
+        let src = keep.or_else(|| img.source());
+        if let Some(src) = src {
+            self.keep_image(ts, key, build_id, &img.path, pinned, src);
+        }
+        self.loaded.insert(key, img);
     }
 
     /// The last records of a file.
     fn finish(&mut self) {
         self.note_lost();
+        // Images still loaded whose file was deleted or replaced since they were loaded: the
+        // last chance to keep a copy.
+        let ts = sys::now();
+        let pending: Vec<(
+            u64,
+            Vec<u8>,
+            Vec<u8>,
+            Option<identity::FileKey>,
+            keep::Source,
+        )> = self
+            .loaded
+            .iter()
+            .filter(|(id, _)| !self.kept.contains(id))
+            .filter_map(|(&id, img)| {
+                Some((
+                    id,
+                    img.build_id.clone(),
+                    img.path.clone(),
+                    img.pinned,
+                    img.source()?,
+                ))
+            })
+            .collect();
+        for (id, bid, path, pinned, src) in pending {
+            self.keep_image(ts, id, &bid, &path, pinned, src);
+        }
         let ctl = &self.ag.ctl;
         self.out.put(&Record::Exit(rec::Exit {
             ts: sys::now(),
@@ -498,6 +548,29 @@ fn on_disk(name: &[u8]) -> (Vec<u8>, u32, u32, u64) {
     match id {
         Some((ma, mi, ino)) => (path, ma, mi, ino),
         None => (path, 0, 0, 0),
+    }
+}
+
+/// What the writer remembers of a loaded image (to keep a copy of it later if need be).
+pub struct LoadedImage {
+    path: Vec<u8>,
+    pinned: Option<identity::FileKey>,
+    build_id: Vec<u8>,
+    /// The mapping of its first segment, when the kernel showed it.
+    range: Option<(u64, u64)>,
+    main: bool,
+}
+
+impl LoadedImage {
+    /// A path that still reaches the mapped file, whatever happened to its name.
+    fn source(&self) -> Option<keep::Source> {
+        if self.main {
+            return Some(keep::Source::Path(b"/proc/self/exe".to_vec()));
+        }
+        let (s, e) = self.range?;
+        Some(keep::Source::Path(
+            format!("/proc/self/map_files/{s:x}-{e:x}").into_bytes(),
+        ))
     }
 }
 

@@ -1,0 +1,238 @@
+//! Copies of executable images whose file cannot be opened by its path later: code loaded from
+//! a memfd, a library deleted or replaced on disk after it was loaded. perf, gdb and the
+//! collector need the ELF file to name functions; the copy is taken while the image is mapped,
+//! kept in <dir>/keep/<build-id> (shared by all processes writing to the directory), capped by
+//! MAPAGENT_KEEP_MAX. Every copy made, shared, skipped or failed is recorded.
+
+use super::identity::FileKey;
+use super::Writer;
+use crate::sys;
+use core::ffi::c_int;
+use mapagent_record::records::{self as rec, keep_status, Record};
+use mapagent_record::{Bytes, Hex};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+
+/// Where an image's bytes can be read from.
+pub enum Source {
+    /// A descriptor the dlopen hook opened (closed after use).
+    Fd(c_int),
+    /// A path that still reaches the mapped file: /proc/self/exe, /proc/self/map_files/A-B.
+    Path(Vec<u8>),
+}
+
+/// Whether the kernel's name for an image (as maps shows it) no longer leads to its file.
+pub fn unreachable_by_path(kernel_path: &[u8], pinned: Option<FileKey>) -> bool {
+    if kernel_path.starts_with(b"/memfd:") || kernel_path.ends_with(b" (deleted)") {
+        return true;
+    }
+    if !kernel_path.starts_with(b"/") {
+        return false; // the vDSO
+    }
+    let Ok(c) = CString::new(kernel_path) else {
+        return true;
+    };
+    match (sys::path_identity(&c), pinned) {
+        (Some(now), Some(then)) => now != then,
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+impl Writer {
+    /// Keeps a copy of image `id` if its file cannot be opened by `kernel_path` later.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn keep_image(
+        &mut self,
+        ts: u64,
+        id: u64,
+        build_id: &[u8],
+        kernel_path: &[u8],
+        pinned: Option<FileKey>,
+        src: Source,
+    ) {
+        let needed = unreachable_by_path(kernel_path, pinned);
+        let fd = match src {
+            Source::Fd(fd) if !needed => {
+                unsafe { libc::close(fd) };
+                return;
+            }
+            _ if !needed => return,
+            Source::Fd(fd) => fd,
+            Source::Path(p) => {
+                let Ok(c) = CString::new(p) else { return };
+                let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    let why = format!(
+                        "cannot open {} ({})",
+                        c.to_string_lossy(),
+                        super::out::strerror(sys::errno())
+                    );
+                    self.put_kept(
+                        ts,
+                        id,
+                        build_id,
+                        kernel_path,
+                        b"",
+                        0,
+                        keep_status::FAILED,
+                        why.as_bytes(),
+                    );
+                    return;
+                }
+                fd
+            }
+        };
+        let (name, status, size, reason) = self.copy_out(fd, build_id, pinned);
+        unsafe { libc::close(fd) };
+        self.kept.insert(id);
+        self.put_kept(
+            ts,
+            id,
+            build_id,
+            kernel_path,
+            name.as_bytes(),
+            size,
+            status,
+            reason.as_bytes(),
+        );
+    }
+
+    /// Copies the file behind `fd` into the keep directory.
+    fn copy_out(
+        &mut self,
+        fd: c_int,
+        build_id: &[u8],
+        pinned: Option<FileKey>,
+    ) -> (String, u8, u64, String) {
+        let name = if build_id.is_empty() {
+            let (ma, mi, ino) = pinned.unwrap_or_default();
+            format!("keep/noid-{ma}-{mi}-{ino}-{}", self.ag.pid)
+        } else {
+            format!("keep/{}", Hex(build_id))
+        };
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return (
+                String::new(),
+                keep_status::FAILED,
+                0,
+                format!("fstat: {}", super::out::strerror(sys::errno())),
+            );
+        }
+        let size = st.st_size as u64;
+        let dir = self.ag.cfg.dir.join("keep");
+        let _ = std::fs::create_dir(&dir);
+        let dest = self.ag.cfg.dir.join(&name);
+        if dest.exists() {
+            return (name, keep_status::ALREADY, size, String::new());
+        }
+        let used = kept_bytes(&dir);
+        if used.saturating_add(size) > self.ag.cfg.keep_max {
+            let why = format!(
+                "{} kept already, {size} more would pass MAPAGENT_KEEP_MAX={}",
+                used, self.ag.cfg.keep_max
+            );
+            return (String::new(), keep_status::SKIPPED_CAP, size, why);
+        }
+        match copy_fd(fd, &dest, size) {
+            Ok(()) => (name, keep_status::KEPT, size, String::new()),
+            Err(e) if e == libc::EEXIST => (name, keep_status::ALREADY, size, String::new()),
+            Err(e) => (
+                String::new(),
+                keep_status::FAILED,
+                size,
+                format!("writing {}: {}", dest.display(), super::out::strerror(e)),
+            ),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn put_kept(
+        &mut self,
+        ts: u64,
+        id: u64,
+        build_id: &[u8],
+        path: &[u8],
+        file: &[u8],
+        size: u64,
+        status: u8,
+        reason: &[u8],
+    ) {
+        if status != keep_status::KEPT && status != keep_status::ALREADY {
+            tracing::warn!(path = %String::from_utf8_lossy(path), reason = %String::from_utf8_lossy(reason), "image not kept");
+        }
+        self.out.put(&Record::KeptImage(rec::KeptImage {
+            ts,
+            id,
+            build_id: Hex(build_id),
+            path: Bytes(path),
+            file: Bytes(file),
+            size,
+            status,
+            reason: Bytes(reason),
+        }));
+    }
+}
+
+/// Bytes already kept in `dir` (by every process writing there).
+fn kept_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Copies `size` bytes from `fd` into a new file at `dest` (O_EXCL: concurrent keepers of the
+/// same build-id do not clobber each other; a partial copy is removed).
+fn copy_fd(fd: c_int, dest: &std::path::Path, size: u64) -> Result<(), c_int> {
+    let c = CString::new(dest.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+    let tmp =
+        CString::new([dest.as_os_str().as_bytes(), b".tmp"].concat()).map_err(|_| libc::EINVAL)?;
+    let out = unsafe {
+        libc::open(
+            tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if out < 0 {
+        return Err(sys::errno());
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    let res = loop {
+        if off >= size {
+            break Ok(());
+        }
+        let want = buf.len().min((size - off) as usize);
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), want, off as libc::off_t) };
+        if n < 0 {
+            if sys::errno() == libc::EINTR {
+                continue;
+            }
+            break Err(sys::errno());
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        if let Err(e) = sys::write_all(out, &buf[..n as usize]) {
+            break Err(e);
+        }
+        off += n as u64;
+    };
+    unsafe { libc::close(out) };
+    let res = res.and_then(|()| {
+        // link(2) refuses to replace: the first keeper of a build-id wins.
+        if unsafe { libc::link(tmp.as_ptr(), c.as_ptr()) } != 0 {
+            Err(sys::errno())
+        } else {
+            Ok(())
+        }
+    });
+    unsafe { libc::unlink(tmp.as_ptr()) };
+    res
+}
