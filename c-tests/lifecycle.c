@@ -8,6 +8,9 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <sched.h>
 
 extern char **environ;
 static volatile sig_atomic_t got, wrong_thread;
@@ -31,6 +34,15 @@ static void *catch_usr1(void *arg) {
     fflush(stdout);
     while (got < n) pause();
     return NULL;
+}
+
+static int reopen_cb(struct dl_phdr_info *info, size_t size, void *lib) {
+    (void)info;
+    (void)size;
+    void *h = dlopen((const char *)lib, RTLD_NOW);
+    CHECK(h != NULL);
+    CHECK(dlclose(h) == 0);
+    return 1; /* once per walk */
 }
 
 static long rounds;
@@ -89,6 +101,26 @@ int main(int argc, char **argv) {
         char *after = mmap(NULL, 5 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         CHECK(after != MAP_FAILED);
         printf("after=%p\n", (void *)after);
+        } else if (!strcmp(m, "int3")) {
+        __asm__ volatile("int3"); /* SIGTRAP, si_code SI_KERNEL: must still end the process */
+        printf("survived int3\n");
+    } else if (!strcmp(m, "unshare")) {
+        /* A new user namespace needs a single-threaded process. */
+        CHECK(unshare(CLONE_NEWUSER) == 0);
+        printf("unshared\n");
+    } else if (!strcmp(m, "lowfd")) {
+        /* The classic pattern: close(0), and expect the next open to be 0 again, around a
+         * dlopen. The agent's own descriptor must not take the number. */
+        close(0);
+        void *h = dlopen(argv[2], RTLD_NOW);
+        CHECK(h != NULL);
+        int fd = open("/dev/null", O_RDONLY);
+        printf("fd=%d\n", fd);
+    } else if (!strcmp(m, "dlopen-in-walk")) {
+        /* dlopen/dlclose from inside dl_iterate_phdr callbacks (legal: the lock is recursive),
+         * many times, while the agent's writer may be walking too. */
+        for (int i = 0; i < 2000; i++) CHECK(dl_iterate_phdr(reopen_cb, argv[2]) == 1);
+        printf("walked\n");
     } else if (!strcmp(m, "find")) {
         /* Is a mapping whose path contains argv[2] in our own address space? */
         checkpoint("find");

@@ -50,6 +50,8 @@ pub struct Agent {
     /// The writer thread (joinable) and, while it is parked, its state.
     pub writer_thread: AtomicU64,
     pub parked: AtomicPtr<crate::writer::Writer>,
+    /// Set when a park request timed out: the writer must not park for it any more.
+    pub park_cancelled: AtomicBool,
 }
 
 static AGENT: AtomicPtr<Agent> = AtomicPtr::new(core::ptr::null_mut());
@@ -71,9 +73,13 @@ pub fn current() -> Option<&'static Agent> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-/// Makes `a` the recording agent: hooks start handing it events.
+/// Makes `a` the recording agent: hooks start handing it events. Never after the agent was
+/// disabled (a writer that failed at once must not leave an agent with no writer).
 pub fn install(a: &'static Agent) {
     AGENT.store(a as *const Agent as *mut Agent, Ordering::Release);
+    if DISABLED.load(Ordering::Acquire) {
+        AGENT.store(core::ptr::null_mut(), Ordering::Release);
+    }
 }
 
 /// Stops recording (after exit or exec); hooks pass through from now on.
@@ -128,6 +134,7 @@ impl Agent {
             baseline: AtomicPtr::new(core::ptr::null_mut()),
             writer_thread: AtomicU64::new(0),
             parked: AtomicPtr::new(core::ptr::null_mut()),
+            park_cancelled: AtomicBool::new(false),
         }))
     }
 
@@ -140,17 +147,11 @@ impl Agent {
 
     /// Like push; false if the event was dropped (the caller releases what it carried).
     #[inline]
-    pub fn push_ok(&self, ev: Event) -> bool {
-        let before = self.lost.load(Ordering::Relaxed);
-        self.push(ev);
-        self.lost.load(Ordering::Relaxed) == before
-    }
-
     /// Hands an event to the writer; never blocks. A full channel drops and counts it. The
     /// writer sleeps as long as the event rate allows; a burst that fills a quarter of the
     /// channel wakes it (once per writer cycle: the only extra system call a push can make).
-    #[inline]
-    pub fn push(&self, ev: Event) {
+    /// Returns false if it was dropped (the caller releases what else the event carried).
+    pub fn push(&self, ev: Event) -> bool {
         match self.tx.try_send(ev) {
             Ok(()) => {
                 if self.tx.len() >= self.wake_mark
@@ -159,14 +160,21 @@ impl Agent {
                 {
                     self.wake_writer();
                 }
+                true
             }
             Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
                 if ev.slot != crate::event::NO_SLOT {
                     self.pool.give(ev.slot);
                 }
                 self.lost.fetch_add(1, Ordering::Relaxed);
+                false
             }
         }
+    }
+
+    /// Whether a burst has filled the channel past the wake mark.
+    pub fn channel_busy(&self) -> bool {
+        self.rx.len() >= self.wake_mark
     }
 
     /// Marks the start of a call with invisible side effects; returns its start time.

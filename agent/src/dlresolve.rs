@@ -44,6 +44,25 @@ extern "C" {
 }
 
 pub const PATH_BUF: usize = 4096;
+/// Room for a search path list (dlinfo RTLD_DI_SERINFO); longer lists are left to glibc.
+const SERINFO_WORDS: usize = 512;
+
+/// Whether glibc would take this candidate: an ELF file of our class and machine (its
+/// open_verify skips the others and keeps searching).
+unsafe fn loadable(path: *const c_char) -> bool {
+    let fd = libc::open(path, libc::O_RDONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return false;
+    }
+    let mut h = [0u8; 20];
+    let n = libc::read(fd, h.as_mut_ptr().cast(), h.len());
+    libc::close(fd);
+    #[cfg(target_arch = "x86_64")]
+    const MACHINE: u16 = 62;
+    #[cfg(target_arch = "aarch64")]
+    const MACHINE: u16 = 183;
+    n == 20 && h[..4] == *b"\x7fELF" && h[4] == 2 && u16::from_le_bytes([h[18], h[19]]) == MACHINE
+}
 
 /// Set once any dlmopen went through the hook: until then every object is in the base
 /// namespace and the caller's namespace need not be looked up.
@@ -63,12 +82,15 @@ pub struct Plan {
 
 /// Decides how to load `file` on behalf of the code at `caller`. When `rewritten`, `buf`
 /// holds the NUL-terminated path to load.
+#[inline(never)] // its buffers must not stay on the stack across the real dlopen
 pub unsafe fn plan(file: *const c_char, caller: *const c_void, buf: &mut [u8; PATH_BUF]) -> Plan {
     let mut plan = Plan {
         rewritten: false,
         lmid: 0,
     };
-    if file.is_null() {
+    // Under secure execution glibc restricts $ORIGIN and search paths itself; do not second-
+    // guess it there.
+    if file.is_null() || libc::getauxval(libc::AT_SECURE) != 0 {
         return plan;
     }
     let name = CStr::from_ptr(file).to_bytes();
@@ -138,8 +160,8 @@ pub unsafe fn plan(file: *const c_char, caller: *const c_void, buf: &mut [u8; PA
     if mine == lm {
         return plan;
     }
-    let mut theirs_buf = [0u64; 1024];
-    let mut ours_buf = [0u64; 1024];
+    let mut theirs_buf = [0u64; SERINFO_WORDS];
+    let mut ours_buf = [0u64; SERINFO_WORDS];
     let (Some(theirs), Some(ours)) = (
         search_path(lm, &mut theirs_buf),
         search_path(mine, &mut ours_buf),
@@ -160,13 +182,15 @@ pub unsafe fn plan(file: *const c_char, caller: *const c_void, buf: &mut [u8; PA
         if d.len() + 1 + name.len() + 1 > PATH_BUF {
             continue;
         }
-        let mut cand = [0u8; PATH_BUF];
-        cand[..d.len()].copy_from_slice(d);
-        cand[d.len()] = b'/';
-        cand[d.len() + 1..d.len() + 1 + name.len()].copy_from_slice(name);
-        if libc::access(cand.as_ptr().cast(), libc::F_OK) == 0 {
-            let n = d.len() + 1 + name.len();
-            return finish(plan, &cand[..n], buf);
+        // `buf` doubles as the candidate's buffer: it is the answer if the candidate fits.
+        let n = d.len() + 1 + name.len();
+        buf[..d.len()].copy_from_slice(d);
+        buf[d.len()] = b'/';
+        buf[d.len() + 1..n].copy_from_slice(name);
+        buf[n] = 0;
+        if loadable(buf.as_ptr().cast()) {
+            plan.rewritten = true;
+            return plan;
         }
     }
     plan
@@ -190,7 +214,10 @@ fn dir(sp: &SerPath) -> &[u8] {
 }
 
 /// The loader's search path for `handle`, in a caller-provided buffer.
-unsafe fn search_path<'a>(handle: *mut c_void, buf: &'a mut [u64; 1024]) -> Option<&'a [SerPath]> {
+unsafe fn search_path<'a>(
+    handle: *mut c_void,
+    buf: &'a mut [u64; SERINFO_WORDS],
+) -> Option<&'a [SerPath]> {
     let mut size = SerInfo { size: 0, cnt: 0 };
     if dlinfo(
         handle,
@@ -246,7 +273,12 @@ fn expand_origin(name: &[u8], origin: &[u8], out: &mut [u8; PATH_BUF]) -> Option
     };
     while i < name.len() {
         let rest = &name[i..];
-        if rest.starts_with(b"$ORIGIN") {
+        // $ORIGIN only as a whole token ($ORIGINAL is not it), as glibc's _dl_dst_substitute.
+        let boundary = |k: usize| {
+            rest.get(k)
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+        };
+        if rest.starts_with(b"$ORIGIN") && boundary(7) {
             push(origin, &mut n)?;
             i += 7;
         } else if rest.starts_with(b"${ORIGIN}") {

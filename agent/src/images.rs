@@ -45,6 +45,8 @@ const MAX_KNOWN: usize = 8192;
 
 static TABLE: AtomicPtr<Table> = AtomicPtr::new(core::ptr::null_mut());
 static WALKING: AtomicBool = AtomicBool::new(false);
+/// A caller gave up waiting for WALKING: the holder walks once more before releasing it.
+static AGAIN: AtomicBool = AtomicBool::new(false);
 /// The executable's path (its dlpi_name is empty), set once at start.
 static EXE: AtomicPtr<Vec<u8>> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -60,8 +62,14 @@ pub fn init(exe: Vec<u8>) {
     EXE.store(Box::into_raw(Box::new(exe)), Ordering::Release);
 }
 
-/// In a fork child: a walk in progress on another parent thread never finishes here.
-pub fn reset_after_fork() {
+/// Held across fork (see lifecycle::fork_prepare).
+pub fn fork_prepare() {
+    while WALKING.swap(true, Ordering::AcqRel) {
+        unsafe { libc::sched_yield() };
+    }
+}
+
+pub fn fork_release() {
     WALKING.store(false, Ordering::Release);
 }
 
@@ -83,17 +91,38 @@ pub fn rescan(sink: &mut dyn Sink) {
     if t.is_null() {
         return;
     }
+    // Wait a little for a walk another thread is doing, never indefinitely: the caller may be
+    // inside its own dl_iterate_phdr callback, holding the loader lock that walk waits for.
+    // Then the walker is asked to walk again on our behalf (at its time, slightly later).
     let mut spins = 0u32;
     while WALKING.swap(true, Ordering::AcqRel) {
         spins += 1;
+        if spins > 2000 {
+            AGAIN.store(true, Ordering::Release);
+            if WALKING.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            break;
+        }
         if spins < 100 {
             core::hint::spin_loop();
         } else {
             unsafe { libc::sched_yield() };
         }
     }
-    unsafe { diff_walk(&mut *t, sink) };
-    WALKING.store(false, Ordering::Release);
+    walk_held(t, sink);
+}
+
+/// Walks (WALKING held), then again while someone asked for it meanwhile; releases WALKING.
+fn walk_held(t: *mut Table, sink: &mut dyn Sink) {
+    loop {
+        AGAIN.store(false, Ordering::Release);
+        unsafe { diff_walk(&mut *t, sink) };
+        WALKING.store(false, Ordering::Release);
+        if !AGAIN.load(Ordering::Acquire) || WALKING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+    }
 }
 
 /// The writer's periodic check: skipped when a hook is walking (it reports the changes).
@@ -102,8 +131,7 @@ pub fn try_rescan(sink: &mut dyn Sink) {
     if t.is_null() || WALKING.swap(true, Ordering::AcqRel) {
         return;
     }
-    unsafe { diff_walk(&mut *t, sink) };
-    WALKING.store(false, Ordering::Release);
+    walk_held(t, sink);
 }
 
 /// Lists every loaded image, without touching the table (a new record file starts with all).

@@ -117,18 +117,25 @@ pub unsafe fn before_exec(path: *const c_char) {
 /// runs in a single-threaded process, and a new writer thread (with the new credentials) takes
 /// over.
 pub fn with_writer_parked(change: impl FnOnce() -> c_int) -> c_int {
-    static CHANGING: AtomicBool = AtomicBool::new(false);
     let Some(ag) = agent::current() else {
         return change();
     };
-    if tls::is_writer() || sys::getpid() != ag.pid {
+    // The writer itself, a vfork child, or this very thread again (a signal handler calling
+    // setuid while we are parking): no parking.
+    if tls::is_writer() || sys::getpid() != ag.pid || tls::get().flags & tls::FLAG_PARKING != 0 {
         return change();
     }
+    tls::get().flags |= tls::FLAG_PARKING;
     while CHANGING.swap(true, Ordering::AcqRel) {
         unsafe { libc::sched_yield() };
     }
+    ag.park_cancelled.store(false, Ordering::Release);
     let seq = ag.ctl.post(ag, req::PARK);
     let parked = ag.ctl.wait(seq, EXIT_WAIT_NS);
+    if !parked {
+        // The writer never got to it: it must not park later with nobody to resume it.
+        ag.park_cancelled.store(true, Ordering::Release);
+    }
     if parked {
         let th = ag.writer_thread.load(Ordering::Acquire) as libc::pthread_t;
         let deadline = libc::timespec {
@@ -144,24 +151,34 @@ pub fn with_writer_parked(change: impl FnOnce() -> c_int) -> c_int {
         agent::disable(b"cannot restart the writer thread after a credential change");
     }
     CHANGING.store(false, Ordering::Release);
+    tls::get().flags &= !tls::FLAG_PARKING;
     sys::set_errno(e);
     r
 }
 
+/// One credential or namespace change at a time.
+static CHANGING: AtomicBool = AtomicBool::new(false);
+
+/// Before fork: no agent thread may be inside dl_iterate_phdr (glibc's fork does not reset
+/// the loader's write lock, so a child would inherit it held), nor hold the arena lock. The
+/// loader walk is taken first: a walker allocates from the arena while walking.
 extern "C" fn fork_prepare() {
+    images::fork_prepare();
     arena::fork_prepare();
 }
 
 extern "C" fn fork_parent() {
     arena::fork_release();
+    images::fork_release();
 }
 
 /// The child of fork(): its own record file, its own writer, its parent noted.
 extern "C" fn fork_child() {
     arena::fork_release();
     tls::reset_after_fork();
-    images::reset_after_fork();
+    images::fork_release();
     EXITING.store(false, Ordering::Release);
+    CHANGING.store(false, Ordering::Release);
     let Some(old) = agent::current() else { return };
     let _g = tls::Guard::enter();
     let ts = sys::now();
@@ -221,7 +238,14 @@ extern "C" fn on_fatal(sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void
     } else {
         unsafe { (*info).si_code }
     };
-    if code <= 0 {
+    // Returning re-executes a faulting instruction only for these four, when the kernel sent
+    // them for a fault; a breakpoint (SIGTRAP), a seccomp trap (SIGSYS) or a signal sent by
+    // kill/raise/abort would carry on instead, so raise it again (pending until we return).
+    let refaults = matches!(
+        sig,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE
+    ) && code > 0;
+    if !refaults {
         unsafe {
             libc::syscall(libc::SYS_tgkill, sys::getpid(), sys::gettid(), sig);
         }

@@ -46,5 +46,7 @@ real! {
     setregid: c"setregid" => unsafe extern "C" fn(libc::gid_t, libc::gid_t) -> c_int;
     setresuid: c"setresuid" => unsafe extern "C" fn(libc::uid_t, libc::uid_t, libc::uid_t) -> c_int;
     setresgid: c"setresgid" => unsafe extern "C" fn(libc::gid_t, libc::gid_t, libc::gid_t) -> c_int;
-    setgroups: c"setgroups" => unsafe extern "C" fn(libc::size_t, *const libc::gid_t) -> c_int;
+        setgroups: c"setgroups" => unsafe extern "C" fn(libc::size_t, *const libc::gid_t) -> c_int;
+    unshare: c"unshare" => unsafe extern "C" fn(c_int) -> c_int;
+    setns: c"setns" => unsafe extern "C" fn(c_int, c_int) -> c_int;
 }

@@ -11,6 +11,8 @@ pub struct Tls {
 }
 
 pub const FLAG_WRITER: u32 = 1;
+/// This thread is parking the writer for a credential change.
+pub const FLAG_PARKING: u32 = 2;
 
 extern "C" {
     fn mapagent_tls_get() -> *mut Tls;
@@ -37,6 +39,7 @@ pub fn reset_after_fork() {
     let t = get();
     t.tid = 0;
     t.depth = 0;
+    t.flags &= !FLAG_PARKING;
 }
 
 pub fn is_writer() -> bool {

@@ -111,7 +111,10 @@ fn future_version() {
     data[10] = 7; // minor 7
     let crc = mapagent_record::crc32c::checksum(&data[..24]);
     data[24..28].copy_from_slice(&crc.to_le_bytes());
-    all_fail(&write("future.mrec", &data), "record format version 9.7 is newer than this mapagent reads (1.x)");
+    all_fail(
+        &write("future.mrec", &data),
+        "record format version 9.7 is newer than this mapagent reads (1.x)",
+    );
 }
 
 #[test]

@@ -300,3 +300,68 @@ fn vfork_and_posix_spawn_children_do_not_disturb_the_parent() {
     let v = mapagent_json(&["maps", parent_file.unwrap().to_str().unwrap(), "--json"]);
     assert_eq!(mapping_at(&v, after).unwrap()["perms"], "r--p");
 }
+
+#[test]
+fn a_breakpoint_trap_still_ends_the_process() {
+    let rec = scratch("int3").join("rec");
+    let o = agent_cmd(&["int3"], &rec).output().unwrap();
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGTRAP),
+        "{:?} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(last_exit(&rec)["code"].as_u64(), Some(libc::SIGTRAP as u64));
+}
+
+#[test]
+fn unshare_of_a_user_namespace_works_under_the_agent() {
+    let rec = scratch("unshare").join("rec");
+    let o = agent_cmd(&["unshare"], &rec).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unshared"));
+    let e = last_exit(&rec);
+    assert_eq!(
+        e["how"].as_u64(),
+        Some(0),
+        "recording carried on after the writer was parked: {e}"
+    );
+}
+
+#[test]
+fn the_agent_never_takes_a_low_descriptor_number() {
+    let lib = plugin(&build_dir().join("plugins"), "a");
+    let rec = scratch("lowfd").join("rec");
+    let o = agent_cmd(&["lowfd", lib.to_str().unwrap()], &rec)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("fd=0"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn dlopen_inside_a_dl_iterate_phdr_callback_does_not_hang() {
+    let lib = plugin(&build_dir().join("plugins"), "a");
+    let rec = scratch("dlwalk").join("rec");
+    let mut child = agent_cmd(&["dlopen-in-walk", lib.to_str().unwrap()], &rec)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success());
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hung: dlopen inside a dl_iterate_phdr callback");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

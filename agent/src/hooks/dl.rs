@@ -153,6 +153,20 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     r
 }
 
+/// Moves a descriptor to a number above those applications juggle (dup2 onto 0-2, closefrom
+/// ranges of low fds); keeps it where it is if that fails.
+unsafe fn high_fd(fd: c_int) -> c_int {
+    if fd < 0 {
+        return fd;
+    }
+    let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 1000);
+    if high < 0 {
+        return fd;
+    }
+    libc::close(fd);
+    high
+}
+
 /// Turns image changes seen by a hook into events (payload in a pool slot).
 pub struct EventSink<'a> {
     pub ag: &'a Agent,
@@ -170,9 +184,11 @@ impl Sink for EventSink<'_> {
         };
         // Pin the file now: by the time the writer looks, another image may sit at this
         // address, or the file may be gone. The open descriptor lets the writer keep a copy
-        // of an image that cannot be opened by its path later (memfd, deleted); it closes it.
+        // of an image that cannot be opened by its path later (memfd, deleted); it is moved
+        // out of the low numbers applications reuse, and the writer checks (dev, inode)
+        // before it reads or closes it.
         let fd = s.cname.map_or(-1, |c| unsafe {
-            libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)
+            high_fd(libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC))
         });
         let (ma, mi, ino) = if fd >= 0 {
             crate::sys::fd_identity(fd)
@@ -202,10 +218,13 @@ impl Sink for EventSink<'_> {
             [self.cause as u64, (fd + 1) as u64, 0, 0, 0, 0, 0, 0],
         );
         ev.slot = slot;
-        if !self.ag.push_ok(ev) && fd >= 0 {
+        if self.ag.push(ev) {
+            return true;
+        }
+        if fd >= 0 {
             unsafe { libc::close(fd) };
         }
-        true
+        false
     }
 
     fn unload(&mut self, key: u64, bias: u64) {

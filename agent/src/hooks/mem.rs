@@ -107,7 +107,14 @@ unsafe fn fd_path(fd: c_int, slot: &mut [u8]) -> bool {
         link[14 + i] = digits[n - 1 - i];
     }
     let (len, body) = slot.split_at_mut(4);
-    let r = libc::readlink(link.as_ptr().cast(), body.as_mut_ptr().cast(), body.len());
+    // The raw system call: an interposer of readlink (fakechroot...) must not run in a hook.
+    let r = libc::syscall(
+        libc::SYS_readlinkat,
+        libc::AT_FDCWD,
+        link.as_ptr(),
+        body.as_mut_ptr(),
+        body.len(),
+    );
     if r <= 0 {
         return false;
     }

@@ -249,3 +249,6 @@ credential_hook!(setregid(r: libc::gid_t, e: libc::gid_t));
 credential_hook!(setresuid(r: libc::uid_t, e: libc::uid_t, s: libc::uid_t));
 credential_hook!(setresgid(r: libc::gid_t, e: libc::gid_t, s: libc::gid_t));
 credential_hook!(setgroups(n: libc::size_t, list: *const libc::gid_t));
+// Joining a new user or mount namespace requires a single-threaded process.
+credential_hook!(unshare(flags: c_int));
+credential_hook!(setns(fd: c_int, nstype: c_int));

@@ -52,6 +52,18 @@ impl Writer {
         src: Source,
     ) {
         let needed = unreachable_by_path(kernel_path, pinned);
+        // A descriptor from the hook is ours only if it still refers to that file: an
+        // application may have closed it and reused the number.
+        let src = match src {
+            Source::Fd(fd) if sys::fd_identity(fd) != pinned || pinned.is_none() => {
+                tracing::debug!(fd, "image descriptor no longer ours; left alone");
+                match self.loaded.get(&id).and_then(|i| i.source()) {
+                    Some(s) => s,
+                    None => return,
+                }
+            }
+            other => other,
+        };
         let fd = match src {
             Source::Fd(fd) if !needed => {
                 unsafe { libc::close(fd) };
@@ -147,6 +159,20 @@ impl Writer {
         }
     }
 
+    /// Records that image `id` would have been kept but was not (`why`).
+    pub(super) fn put_kept_failed(
+        &mut self,
+        ts: u64,
+        id: u64,
+        build_id: &[u8],
+        path: &[u8],
+        why: &[u8],
+    ) {
+        if unreachable_by_path(path, self.loaded.get(&id).and_then(|i| i.pinned)) {
+            self.put_kept(ts, id, build_id, path, b"", 0, keep_status::FAILED, why);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn put_kept(
         &mut self,
@@ -175,15 +201,51 @@ impl Writer {
     }
 }
 
-/// Bytes already kept in `dir` (by every process writing there).
+/// Bytes already kept in `dir` (by every process writing there). Raw getdents64 and fstatat:
+/// opendir would allocate from the application's malloc on the writer thread.
 fn kept_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return 0;
+    }
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut off = 0usize;
+        while off + 19 <= n as usize {
+            let reclen = u16::from_le_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 {
+                break;
+            }
+            let name = &buf[off + 19..(off + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                if let Ok(cn) = CString::new(name) {
+                    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+                    if unsafe { libc::fstatat(fd, cn.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }
+                        == 0
+                    {
+                        total = total.saturating_add(st.st_size as u64);
+                    }
+                }
+            }
+            off += reclen;
+        }
+    }
+    unsafe { libc::close(fd) };
+    total
 }
 
 /// Copies `size` bytes from `fd` into a new file at `dest` (O_EXCL: concurrent keepers of the

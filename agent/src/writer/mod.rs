@@ -62,6 +62,9 @@ struct Start {
     resume: Option<Box<Writer>>,
 }
 
+/// How long the copies of images found missing at exit may take.
+const EXIT_KEEP_BUDGET_NS: u64 = 1_000_000_000;
+
 /// Minimum time between reconciliations that events (not requests) ask for.
 const MIN_RECONCILE_NS: u64 = 20_000_000;
 
@@ -117,7 +120,8 @@ fn spawn_thread(s: Start) -> Result<(), ()> {
 /// What the writer loop ended with.
 enum Ending {
     Exited,
-    Parked,
+    /// Parked for a credential change; the request to acknowledge once the state is saved.
+    Parked(u32),
 }
 
 fn run(s: Start) {
@@ -126,7 +130,7 @@ fn run(s: Start) {
     t.flags |= tls::FLAG_WRITER;
     let ag = s.ag;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-        move || -> Result<(), String> {
+        move || -> Result<bool, String> {
             let mut w = match s.resume {
                 Some(w) => w,
                 None => Box::new(Writer::start(s.ag)?),
@@ -134,18 +138,25 @@ fn run(s: Start) {
             match w.run()? {
                 Ending::Exited => {}
                 // Hand the state over before acknowledging: the resumer reads it right after.
-                Ending::Parked => ag.parked.store(Box::into_raw(w), Ordering::Release),
+                Ending::Parked(seq) => {
+                    ag.parked.store(Box::into_raw(w), Ordering::Release);
+                    ag.ctl.complete(seq);
+                    return Ok(true);
+                }
             }
-            Ok(())
+            Ok(false)
         },
     ));
-    match result {
-        Ok(Ok(())) => {}
+    match &result {
+        Ok(Ok(_)) => {}
         Ok(Err(msg)) => agent::disable(msg.as_bytes()),
         Err(_) => agent::disable(b"internal error in the writer thread"),
     }
-    // Whatever happened, never leave an exiting thread waiting.
-    ag.ctl.complete(ag.ctl.seq.load(Ordering::Acquire));
+    // Whatever happened (but a park, which the next writer carries on from), never leave an
+    // exiting thread waiting.
+    if !matches!(result, Ok(Ok(true))) {
+        ag.ctl.complete(ag.ctl.seq.load(Ordering::Acquire));
+    }
 }
 
 pub struct Writer {
@@ -165,8 +176,9 @@ pub struct Writer {
     statm_offset: Option<(i64, i64)>,
     events_total: u64,
     lost_since: u64,
-    /// slow_started as of the last periodic image check.
+    /// slow_started as of the last periodic image check, and when that was.
     slow_seen: u64,
+    last_rescan: u64,
     /// Images loaded now, and those already kept (or tried).
     loaded: std::collections::HashMap<u64, LoadedImage>,
     kept: std::collections::HashSet<u64>,
@@ -193,6 +205,7 @@ impl Writer {
             events_total: 0,
             lost_since: ag.start_mono,
             slow_seen: 0,
+            last_rescan: 0,
             loaded: Default::default(),
             kept: Default::default(),
             page,
@@ -234,7 +247,6 @@ impl Writer {
         let mut last_cycle = sys::now();
         loop {
             let (requests, seq) = self.ag.ctl.take();
-            self.ag.woken.store(false, Ordering::Release);
             let n = self.drain();
             self.rescan_images();
             self.note_lost();
@@ -274,9 +286,9 @@ impl Writer {
                 return Ok(Ending::Exited);
             }
             self.out.flush()?;
-            if requests & req::PARK != 0 {
-                // The request is acknowledged by the thread function once the state is saved.
-                return Ok(Ending::Parked);
+            if requests & req::PARK != 0 && !self.ag.park_cancelled.swap(false, Ordering::AcqRel) {
+                // Acknowledged by the thread function once the state is saved.
+                return Ok(Ending::Parked(seq));
             }
             self.ag.ctl.complete(seq);
             // The hot path never wakes the writer (that would be a syscall); requests do.
@@ -294,8 +306,13 @@ impl Writer {
                 let quarter = (self.ag.cfg.buffer / 4) as u64;
                 (quarter.saturating_mul(elapsed) / n as u64).clamp(200_000, cap)
             };
-            self.ag.wake.store(0, Ordering::Release);
-            if self.ag.ctl.pending.load(Ordering::Acquire) == 0 {
+            // Arm the burst wake again, then sleep unless a burst or a request arrived during
+            // this cycle (a wake that came in meanwhile left `wake` at 1: futex_wait returns).
+            self.ag.woken.store(false, Ordering::SeqCst);
+            if self.ag.channel_busy() || self.ag.ctl.pending.load(Ordering::SeqCst) != 0 {
+                continue;
+            }
+            if self.ag.wake.swap(0, Ordering::SeqCst) == 0 {
                 sys::futex_wait(&self.ag.wake, 0, sleep_ns);
             }
         }
@@ -358,6 +375,12 @@ impl Writer {
     /// Loads the hooks could not see (glibc's internal dlopen for NSS, iconv...). Skipped
     /// while interposed dlopen/dlclose calls are active: their hooks report what they did.
     fn rescan_images(&mut self) {
+        // Rarely: each walk takes the loader's lock, and such loads are rare.
+        let now = sys::now();
+        if now.saturating_sub(self.last_rescan) < 250_000_000 {
+            return;
+        }
+        self.last_rescan = now;
         let slow = self.ag.slow_started.load(Ordering::SeqCst);
         let busy = slow != self.ag.slow_finished.load(Ordering::SeqCst) || slow != self.slow_seen;
         self.slow_seen = slow;
@@ -473,17 +496,17 @@ impl Writer {
         let pinned = (ino != 0).then_some((dev_major, dev_minor, ino));
         let main = key == unsafe { libc::getauxval(libc::AT_PHDR) };
         let img = LoadedImage {
-            path,
+            path: path.clone(),
             pinned,
             build_id: build_id.to_vec(),
             range,
             main,
         };
         let src = keep.or_else(|| img.source());
-        if let Some(src) = src {
-            self.keep_image(ts, key, build_id, &img.path, pinned, src);
-        }
         self.loaded.insert(key, img);
+        if let Some(src) = src {
+            self.keep_image(ts, key, build_id, &path, pinned, src);
+        }
     }
 
     /// The last records of a file.
@@ -512,7 +535,15 @@ impl Writer {
                 ))
             })
             .collect();
+        // Bounded: the exiting thread waits for us (EXIT_WAIT_NS), and an upgrade that replaced
+        // every library must not turn exit into a long copy.
+        let deadline = ts + EXIT_KEEP_BUDGET_NS;
         for (id, bid, path, pinned, src) in pending {
+            if sys::now() > deadline {
+                let why = b"not copied: out of time at exit (1 s budget)";
+                self.put_kept_failed(ts, id, &bid, &path, why);
+                continue;
+            }
             self.keep_image(ts, id, &bid, &path, pinned, src);
         }
         let ctl = &self.ag.ctl;
@@ -554,7 +585,7 @@ fn on_disk(name: &[u8]) -> (Vec<u8>, u32, u32, u64) {
 /// What the writer remembers of a loaded image (to keep a copy of it later if need be).
 pub struct LoadedImage {
     path: Vec<u8>,
-    pinned: Option<identity::FileKey>,
+    pub(super) pinned: Option<identity::FileKey>,
     build_id: Vec<u8>,
     /// The mapping of its first segment, when the kernel showed it.
     range: Option<(u64, u64)>,

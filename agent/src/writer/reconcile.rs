@@ -105,37 +105,11 @@ impl Writer {
                     .map_or(self.verified_at, |t| t.t0.max(self.verified_at))
                     .min(ts)
             };
-            let mut at: Vec<u64> = diffs
-                .iter()
-                .map(|d| self.placement(d, &diffs, default_at))
-                .collect();
-            // A region cannot change before it existed (model regions carry their creation
-            // time), and a removal and the addition that replaces it happen together.
-            for (i, d) in diffs.iter().enumerate() {
-                if let Diff::Remove(r) = d {
-                    at[i] = at[i].max(r.src).min(ts);
-                }
-            }
-            for (i, d) in diffs.iter().enumerate() {
-                if let Diff::Add(a) = d {
-                    let overlapped = diffs.iter().zip(at.clone()).filter_map(|(e, t)| match e {
-                        Diff::Remove(r) if a.start < r.end && r.start < a.end => Some(t),
-                        _ => None,
-                    });
-                    at[i] = overlapped.fold(at[i], u64::max);
-                }
-            }
-            for (i, d) in diffs.iter().enumerate() {
-                if let Diff::Remove(r) = d {
-                    let paired = diffs.iter().zip(at.clone()).find_map(|(e, t)| match e {
-                        Diff::Add(a) if a.start < r.end && r.start < a.end => Some(t),
-                        _ => None,
-                    });
-                    if let Some(t) = paired {
-                        at[i] = t;
-                    }
-                }
-            }
+            let at = if why == trigger::BASELINE {
+                vec![0; diffs.len()]
+            } else {
+                self.place(&diffs, default_at, ts)
+            };
             let changes: Vec<rec::Change> = diffs
                 .iter()
                 .zip(&at)
@@ -186,30 +160,64 @@ impl Writer {
         self.statm_offset = self.statm().map(|s| self.offset_from(s));
     }
 
-    /// When one change is taken to have happened: a thread's stack (the region holding its
-    /// pthread_t, and the guard page right below it) at that pthread_create; anything else at
-    /// `default_at`.
-    fn placement(&self, d: &Diff, all: &[Diff], default_at: u64) -> u64 {
-        let Diff::Add(r) = d else { return default_at };
+    /// When each change is taken to have happened, in one pass over the address-sorted
+    /// removals and additions: a thread's stack (the region holding its pthread_t, and the
+    /// guard page right below it) at that pthread_create; anything else at `default_at`; a
+    /// region never changes before it existed (model regions carry their creation time); a
+    /// removal and the addition that replaces it happen together.
+    fn place(&self, diffs: &[Diff], default_at: u64, ts: u64) -> Vec<u64> {
         let thread_in = |lo: u64, hi: u64| {
             self.triggers
                 .iter()
                 .find(|t| t.kind == trigger::THREAD && t.hint >= lo && t.hint < hi)
                 .map(|t| t.t0)
         };
-        if let Some(t0) = thread_in(r.start, r.end) {
-            return t0;
+        let mut at = vec![default_at; diffs.len()];
+        let removes: Vec<usize> = (0..diffs.len())
+            .filter(|&i| matches!(diffs[i], Diff::Remove(_)))
+            .collect();
+        let adds: Vec<usize> = (0..diffs.len())
+            .filter(|&i| matches!(diffs[i], Diff::Add(_)))
+            .collect();
+        let region = |i: usize| match &diffs[i] {
+            Diff::Add(r) | Diff::Remove(r) => r,
+        };
+        for &i in &removes {
+            at[i] = default_at.max(region(i).src).min(ts);
         }
-        if r.prot == 0 {
-            let above = all.iter().find_map(|e| match e {
-                Diff::Add(a) if a.start == r.end => Some(a),
-                _ => None,
-            });
-            if let Some(t0) = above.and_then(|a| thread_in(a.start, a.end)) {
-                return t0;
+        for (k, &i) in adds.iter().enumerate() {
+            let r = region(i);
+            let above = adds
+                .get(k + 1)
+                .map(|&n| region(n))
+                .filter(|a| a.start == r.end && r.prot == 0);
+            if let Some(t0) =
+                thread_in(r.start, r.end).or_else(|| above.and_then(|a| thread_in(a.start, a.end)))
+            {
+                at[i] = t0;
             }
         }
-        default_at
+        // Overlapping (removal, addition) pairs, by sweeping both lists in address order.
+        let mut pairs = Vec::new();
+        let mut p = 0;
+        for &a in &adds {
+            let ra = region(a);
+            while p < removes.len() && region(removes[p]).end <= ra.start {
+                p += 1;
+            }
+            let mut q = p;
+            while q < removes.len() && region(removes[q]).start < ra.end {
+                pairs.push((removes[q], a));
+                q += 1;
+            }
+        }
+        for &(r, a) in &pairs {
+            at[a] = at[a].max(at[r]);
+        }
+        for &(r, a) in &pairs {
+            at[r] = at[a];
+        }
+        at
     }
 
     /// /proc/self/statm: (size, data+stack) in pages.
