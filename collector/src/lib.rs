@@ -5,6 +5,8 @@
 pub mod cmd;
 pub mod error;
 pub mod input;
+pub mod perf;
+pub mod progress;
 pub mod select;
 pub mod text;
 pub mod timeline;

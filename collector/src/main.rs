@@ -44,6 +44,26 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The recordings as a perf.data that perf script/report read (MMAP2, COMM, FORK, EXIT).
+    Perf {
+        path: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Merge the agent's mapping records into a perf.data recorded by `perf record`.
+    Inject {
+        /// The recording made by perf record.
+        #[arg(short = 'i', long = "input")]
+        input: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// The agent's records (a file or directory).
+        path: PathBuf,
+        /// perf's build-id cache, for images perf cannot open by name (default ~/.debug; pass
+        /// the same to perf with `perf --buildid-dir DIR report`).
+        #[arg(long = "buildid-dir")]
+        buildid_dir: Option<PathBuf>,
+    },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
         path: PathBuf,
@@ -70,6 +90,13 @@ fn main() {
             json,
         } => mapagent::cmd::maps::run(&path, pid, at, json),
         Cmd::Images { path, pid, json } => mapagent::cmd::images::run(&path, pid, json),
+        Cmd::Perf { path, output } => mapagent::cmd::perf::run(&path, &output),
+        Cmd::Inject {
+            input,
+            output,
+            path,
+            buildid_dir,
+        } => mapagent::cmd::inject::run(&input, &output, &path, buildid_dir),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -80,6 +80,9 @@ pub struct Timeline<'a> {
     pub sources: Vec<Source>,
     pub reconciles: usize,
     pub lost: u64,
+    /// Copies the agent kept of images that cannot be reopened by path: image id -> file
+    /// (relative to the record's directory).
+    pub kept: std::collections::HashMap<u64, PathBuf>,
     pub truncated: Option<String>,
     parsed: &'a Parsed<'a>,
     ops: Vec<TimedOp>,
@@ -115,6 +118,7 @@ impl<'a> Timeline<'a> {
             sources: Vec::new(),
             reconciles: 0,
             lost: 0,
+            kept: Default::default(),
             truncated: parsed.truncated.clone(),
             parsed,
             ops: Vec::new(),
@@ -230,6 +234,10 @@ impl<'a> Timeline<'a> {
                     }
                 }
                 Record::Lost(l) => t.lost = t.lost.saturating_add(l.count),
+                Record::KeptImage(k) if !k.file.is_empty() => {
+                    t.kept
+                        .insert(k.id, PathBuf::from(k.file.lossy().into_owned()));
+                }
                 Record::Exit(e) => t.exit = Some(*e),
                 Record::Exec(e) => t.exec = Some((e.ts, e.path.lossy().into_owned())),
                 _ => {}
@@ -240,6 +248,22 @@ impl<'a> Timeline<'a> {
 
     pub fn pid(&self) -> u32 {
         self.process.pid
+    }
+
+    /// Every record, in file order.
+    pub fn records(&self) -> impl Iterator<Item = &Record<'a>> {
+        self.parsed.items.iter().map(|i| &i.rec)
+    }
+
+    /// The kept copy of an image, as a path one can open.
+    pub fn kept_file(&self, id: u64) -> Option<PathBuf> {
+        let rel = self.kept.get(&id)?;
+        Some(
+            self.file
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(rel),
+        )
     }
 
     /// The moment the process image stopped being recorded.

@@ -2,7 +2,9 @@
 
 pub mod dump;
 pub mod images;
+pub mod inject;
 pub mod maps;
+pub mod perf;
 pub mod run;
 
 use crate::error::{Error, EXIT_BAD_INPUT};

@@ -18,10 +18,17 @@ impl Trailer {
             return 0;
         }
         let t = self.sample_type;
-        [sample::TID, sample::TIME, sample::ID, sample::STREAM_ID, sample::CPU, sample::IDENTIFIER]
-            .iter()
-            .filter(|&&b| t & b != 0)
-            .count()
+        [
+            sample::TID,
+            sample::TIME,
+            sample::ID,
+            sample::STREAM_ID,
+            sample::CPU,
+            sample::IDENTIFIER,
+        ]
+        .iter()
+        .filter(|&&b| t & b != 0)
+        .count()
             * 8
     }
 
@@ -41,7 +48,12 @@ impl Trailer {
         if t & sample::TIME != 0 {
             out.extend_from_slice(&time.to_le_bytes());
         }
-        for bit in [sample::ID, sample::STREAM_ID, sample::CPU, sample::IDENTIFIER] {
+        for bit in [
+            sample::ID,
+            sample::STREAM_ID,
+            sample::CPU,
+            sample::IDENTIFIER,
+        ] {
             if t & bit != 0 {
                 out.extend_from_slice(&0u64.to_le_bytes());
             }
@@ -53,10 +65,15 @@ impl Trailer {
         if !self.sample_id_all || self.sample_type & sample::TIME == 0 {
             return None;
         }
-        let after = [sample::ID, sample::STREAM_ID, sample::CPU, sample::IDENTIFIER]
-            .iter()
-            .filter(|&&b| self.sample_type & b != 0)
-            .count();
+        let after = [
+            sample::ID,
+            sample::STREAM_ID,
+            sample::CPU,
+            sample::IDENTIFIER,
+        ]
+        .iter()
+        .filter(|&&b| self.sample_type & b != 0)
+        .count();
         Some((after + 1) * 8)
     }
 }
@@ -86,7 +103,12 @@ fn finish(out: &mut Vec<u8>, start: usize) {
 const MAX_NAME: usize = 4096;
 
 pub enum FileId<'a> {
-    Inode { maj: u32, min: u32, ino: u64, gen: u64 },
+    Inode {
+        maj: u32,
+        min: u32,
+        ino: u64,
+        gen: u64,
+    },
     BuildId(&'a [u8]),
 }
 
@@ -106,7 +128,11 @@ pub fn mmap2(
     time: u64,
 ) {
     let bid = matches!(file, FileId::BuildId(b) if !b.is_empty() && b.len() <= 20);
-    let start = header(out, rtype::MMAP2, misc::USER | if bid { misc::MMAP_BUILD_ID } else { 0 });
+    let start = header(
+        out,
+        rtype::MMAP2,
+        misc::USER | if bid { misc::MMAP_BUILD_ID } else { 0 },
+    );
     for v in [pid, tid] {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -137,8 +163,20 @@ pub fn mmap2(
 }
 
 /// COMM; `exec` marks it as the name an exec gave the process.
-pub fn comm(out: &mut Vec<u8>, tr: &Trailer, pid: u32, tid: u32, name: &[u8], exec: bool, time: u64) {
-    let start = header(out, rtype::COMM, misc::USER | if exec { misc::COMM_EXEC } else { 0 });
+pub fn comm(
+    out: &mut Vec<u8>,
+    tr: &Trailer,
+    pid: u32,
+    tid: u32,
+    name: &[u8],
+    exec: bool,
+    time: u64,
+) {
+    let start = header(
+        out,
+        rtype::COMM,
+        misc::USER | if exec { misc::COMM_EXEC } else { 0 },
+    );
     out.extend_from_slice(&pid.to_le_bytes());
     out.extend_from_slice(&tid.to_le_bytes());
     // The kernel keeps 15 characters of a task's name.
@@ -149,13 +187,37 @@ pub fn comm(out: &mut Vec<u8>, tr: &Trailer, pid: u32, tid: u32, name: &[u8], ex
 
 /// FORK (`exit` false) or EXIT.
 #[allow(clippy::too_many_arguments)]
-pub fn fork_exit(out: &mut Vec<u8>, tr: &Trailer, exit: bool, pid: u32, ppid: u32, tid: u32, ptid: u32, time: u64) {
-    let start = header(out, if exit { rtype::EXIT } else { rtype::FORK }, misc::USER);
+pub fn fork_exit(
+    out: &mut Vec<u8>,
+    tr: &Trailer,
+    exit: bool,
+    pid: u32,
+    ppid: u32,
+    tid: u32,
+    ptid: u32,
+    time: u64,
+) {
+    let start = header(
+        out,
+        if exit { rtype::EXIT } else { rtype::FORK },
+        misc::USER,
+    );
     for v in [pid, ppid, tid, ptid] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&time.to_le_bytes());
     tr.write(out, pid, tid, time);
+    finish(out, start);
+}
+
+/// A SAMPLE with sample_type IP|TID|TIME|PERIOD: one mapping event, at the mapped address.
+pub fn mapping_sample(out: &mut Vec<u8>, pid: u32, tid: u32, ip: u64, time: u64) {
+    let start = header(out, rtype::SAMPLE, misc::USER);
+    out.extend_from_slice(&ip.to_le_bytes());
+    out.extend_from_slice(&pid.to_le_bytes());
+    out.extend_from_slice(&tid.to_le_bytes());
+    out.extend_from_slice(&time.to_le_bytes());
+    out.extend_from_slice(&1u64.to_le_bytes());
     finish(out, start);
 }
 
@@ -170,14 +232,33 @@ mod tests {
 
     #[test]
     fn sizes_are_multiples_of_eight_and_trailer_is_last() {
-        let tr = Trailer { sample_type: sample::TID | sample::TIME | sample::ID, sample_id_all: true };
+        let tr = Trailer {
+            sample_type: sample::TID | sample::TIME | sample::ID,
+            sample_id_all: true,
+        };
         for name in [&b"/x"[..], b"/1234567", b"/memfd:hot (deleted)"] {
             let mut v = Vec::new();
-            mmap2(&mut v, &tr, 7, 8, 0x1000, 0x2000, 0, &FileId::BuildId(&[1; 20]), 5, 2, name, 99);
+            mmap2(
+                &mut v,
+                &tr,
+                7,
+                8,
+                0x1000,
+                0x2000,
+                0,
+                &FileId::BuildId(&[1; 20]),
+                5,
+                2,
+                name,
+                99,
+            );
             assert_eq!(v.len() % 8, 0);
             assert_eq!(u16::from_le_bytes([v[6], v[7]]) as usize, v.len());
             let back = tr.time_from_end().unwrap();
-            assert_eq!(u64::from_le_bytes(v[v.len() - back..v.len() - back + 8].try_into().unwrap()), 99);
+            assert_eq!(
+                u64::from_le_bytes(v[v.len() - back..v.len() - back + 8].try_into().unwrap()),
+                99
+            );
         }
     }
 }

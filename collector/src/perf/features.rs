@@ -110,11 +110,23 @@ impl Host {
             field("model").unwrap_or_default(),
             field("stepping").unwrap_or_default()
         );
-        let nr_cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let nr_cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
         let total_mem_kb = std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+            .and_then(|m| {
+                m.lines()
+                    .next()
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
             .unwrap_or(0);
-        Host { cpudesc, cpuid, nr_cpus, total_mem_kb }
+        Host {
+            cpudesc,
+            cpuid,
+            nr_cpus,
+            total_mem_kb,
+        }
     }
 }

@@ -1,0 +1,252 @@
+//! perf records from agent recordings: for each process a COMM (its exec), a FORK for a fork
+//! child, an MMAP2 for every segment of every image (the build-id variant when the build-id is
+//! known) and for every file mapping made by an mmap call, and an EXIT. Times are the agent's
+//! CLOCK_MONOTONIC, shifted by `offset` for a recording on another clock.
+
+use super::event::{self, FileId, Trailer};
+use crate::timeline::{ImageSpan, Timeline};
+use mapagent_record::model::{MAP_ANONYMOUS, MAP_FAILED};
+use mapagent_record::records::Record;
+use std::ops::Range;
+
+/// What an MMAP2 is about, for matching it with perf's own records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapKey {
+    pub pid: u32,
+    pub addr: u64,
+    pub len: u64,
+    pub pgoff: u64,
+}
+
+pub struct Item {
+    pub ts: u64,
+    pub map: Option<MapKey>,
+    pub bytes: Range<usize>,
+}
+
+#[derive(Default)]
+pub struct Synth {
+    pub buf: Vec<u8>,
+    pub items: Vec<Item>,
+    /// (build-id, filename) of every image written with its build-id.
+    pub build_ids: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Images whose file perf cannot open by name: (build-id, MMAP2 filename, kept copy).
+    pub kept: Vec<(Vec<u8>, Vec<u8>, std::path::PathBuf)>,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    samples: bool,
+}
+
+pub struct Opts {
+    /// Only executable mappings (what symbolization needs; inject uses this).
+    pub exec_only: bool,
+    /// COMM, FORK and EXIT records too (a standalone file needs them; a perf recording has its own).
+    pub tasks: bool,
+    /// Added to every agent time (a recording on another clock).
+    pub offset: i64,
+    /// A sample per mapping event as well (a standalone file: perf report counts them).
+    pub samples: bool,
+}
+
+const PF_X: u32 = 1;
+const PF_W: u32 = 2;
+const PF_R: u32 = 4;
+const MAP_PRIVATE: u32 = 2;
+
+fn prot_of(p_flags: u32) -> u32 {
+    (if p_flags & PF_R != 0 { 1 } else { 0 })
+        | (if p_flags & PF_W != 0 { 2 } else { 0 })
+        | (if p_flags & PF_X != 0 { 4 } else { 0 })
+}
+
+impl Synth {
+    fn push(&mut self, ts: u64, map: Option<MapKey>, start: usize) {
+        self.items.push(Item {
+            ts,
+            map,
+            bytes: start..self.buf.len(),
+        });
+        if let Some(k) = map.filter(|_| self.samples) {
+            let s = self.buf.len();
+            event::mapping_sample(&mut self.buf, k.pid, k.pid, k.addr, ts);
+            self.items.push(Item {
+                ts,
+                map: None,
+                bytes: s..self.buf.len(),
+            });
+        }
+        if self.first_ts == 0 || ts < self.first_ts {
+            self.first_ts = ts;
+        }
+        self.last_ts = self.last_ts.max(ts);
+    }
+
+    /// Adds everything about one recorded process image.
+    pub fn add(&mut self, t: &Timeline<'_>, tr: &Trailer, opts: &Opts) {
+        self.samples = opts.samples;
+        let shift = |ts: u64| ts.saturating_add_signed(opts.offset);
+        let pid = t.pid();
+        let p = &t.process;
+        if opts.tasks {
+            let start = self.buf.len();
+            let ts = shift(if p.origin == 1 {
+                p.origin_ts
+            } else {
+                p.start_mono_ns
+            });
+            if p.origin == 1 {
+                event::fork_exit(
+                    &mut self.buf,
+                    tr,
+                    false,
+                    pid,
+                    p.parent_pid,
+                    pid,
+                    p.parent_pid,
+                    ts,
+                );
+                self.push(ts, None, start);
+            }
+            let start = self.buf.len();
+            let name = p.exe.0.rsplit(|&c| c == b'/').next().unwrap_or(b"");
+            event::comm(&mut self.buf, tr, pid, pid, name, p.origin == 0, ts);
+            self.push(ts, None, start);
+        }
+        for im in &t.images {
+            self.add_image(t, im, tr, opts);
+        }
+        for r in t.records() {
+            if let Record::Mmap(m) = r {
+                let file = m.flags & MAP_ANONYMOUS == 0 && !m.path.is_empty();
+                if m.errno != 0
+                    || m.result == MAP_FAILED
+                    || !file
+                    || (opts.exec_only && m.prot & 4 == 0)
+                {
+                    continue;
+                }
+                let ts = shift(m.ts);
+                let len = m.len.div_ceil(4096) * 4096;
+                let key = MapKey {
+                    pid,
+                    addr: m.result,
+                    len,
+                    pgoff: m.offset,
+                };
+                let start = self.buf.len();
+                let id = FileId::Inode {
+                    maj: m.dev_major,
+                    min: m.dev_minor,
+                    ino: m.ino,
+                    gen: 0,
+                };
+                event::mmap2(
+                    &mut self.buf,
+                    tr,
+                    pid,
+                    m.tid,
+                    m.result,
+                    len,
+                    m.offset,
+                    &id,
+                    m.prot & 7,
+                    m.flags & 0x3,
+                    m.path.0,
+                    ts,
+                );
+                self.push(ts, Some(key), start);
+            }
+        }
+        if opts.tasks {
+            if let Some(e) = &t.exit {
+                let start = self.buf.len();
+                let ts = shift(e.ts);
+                event::fork_exit(&mut self.buf, tr, true, pid, p.ppid, pid, p.ppid, ts);
+                self.push(ts, None, start);
+            }
+        }
+    }
+
+    fn add_image(&mut self, t: &Timeline<'_>, im: &ImageSpan, tr: &Trailer, opts: &Opts) {
+        let pid = t.pid();
+        let vdso = im.is_vdso();
+        let name: &[u8] = if vdso { b"[vdso]" } else { im.path.as_bytes() };
+        if name.is_empty() {
+            return;
+        }
+        let bid = hex_decode(&im.build_id);
+        let ts = im.loaded_ns.saturating_add_signed(opts.offset);
+        let mut any = false;
+        for ph in im.phdrs.iter().filter(|p| p.p_type == 1 && p.memsz > 0) {
+            if opts.exec_only && ph.p_flags & PF_X == 0 {
+                continue;
+            }
+            let page = 4096u64;
+            let addr = im.load_bias.wrapping_add(ph.vaddr & !(page - 1));
+            let end = im
+                .load_bias
+                .wrapping_add((ph.vaddr.saturating_add(ph.filesz.max(1))).div_ceil(page) * page);
+            let len = end.saturating_sub(addr);
+            let pgoff = ph.offset & !(page - 1);
+            let id = if !bid.is_empty() && bid.len() <= 20 {
+                FileId::BuildId(&bid)
+            } else {
+                FileId::Inode {
+                    maj: im.dev_major,
+                    min: im.dev_minor,
+                    ino: im.inode,
+                    gen: 0,
+                }
+            };
+            let start = self.buf.len();
+            event::mmap2(
+                &mut self.buf,
+                tr,
+                pid,
+                pid,
+                addr,
+                len,
+                pgoff,
+                &id,
+                prot_of(ph.p_flags),
+                MAP_PRIVATE,
+                name,
+                ts,
+            );
+            self.push(
+                ts,
+                Some(MapKey {
+                    pid,
+                    addr,
+                    len,
+                    pgoff,
+                }),
+                start,
+            );
+            any = true;
+        }
+        if any && !bid.is_empty() && !vdso {
+            if !self.build_ids.iter().any(|(b, n)| *b == bid && n == name) {
+                self.build_ids.push((bid.clone(), name.to_vec()));
+            }
+            if let Some(file) = t.kept_file(im.id) {
+                self.kept.push((bid, name.to_vec(), file));
+            }
+        }
+    }
+
+    /// Items in time order (stable: equal times keep their order).
+    pub fn sort(&mut self) {
+        self.items.sort_by_key(|i| i.ts);
+    }
+
+    pub fn bytes(&self, i: &Item) -> &[u8] {
+        &self.buf[i.bytes.clone()]
+    }
+}
+
+pub fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
