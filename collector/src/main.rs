@@ -63,6 +63,20 @@ enum Cmd {
         /// the same to perf with `perf --buildid-dir DIR report`).
         #[arg(long = "buildid-dir")]
         buildid_dir: Option<PathBuf>,
+        /// Name memfd images //anon without build-id, so perf looks their symbols up in
+        /// /tmp/perf-PID.map (write it with `mapagent perf-map`) instead of the build-id cache.
+        #[arg(long = "memfd-as-anon")]
+        memfd_as_anon: bool,
+    },
+    /// Write /tmp/perf-PID.map files naming code perf sees as anonymous: ELF images copied into
+    /// anonymous executable memory, and memfd images (with `inject --memfd-as-anon`).
+    PerfMap {
+        path: PathBuf,
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Where to write perf-PID.map (default /tmp, where perf looks).
+        #[arg(long = "dir", default_value = "/tmp")]
+        dir: PathBuf,
     },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
@@ -96,7 +110,9 @@ fn main() {
             output,
             path,
             buildid_dir,
-        } => mapagent::cmd::inject::run(&input, &output, &path, buildid_dir),
+            memfd_as_anon,
+        } => mapagent::cmd::inject::run(&input, &output, &path, buildid_dir, memfd_as_anon),
+        Cmd::PerfMap { path, pid, dir } => mapagent::cmd::perf_map::run(&path, pid, &dir),
     };
     match r {
         Ok(code) => std::process::exit(code),

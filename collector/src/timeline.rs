@@ -83,6 +83,9 @@ pub struct Timeline<'a> {
     /// Copies the agent kept of images that cannot be reopened by path: image id -> file
     /// (relative to the record's directory).
     pub kept: std::collections::HashMap<u64, PathBuf>,
+    /// ELF images found in anonymous executable memory: (address, kept file relative to the
+    /// record's directory).
+    pub anon_elf: Vec<(u64, PathBuf)>,
     pub truncated: Option<String>,
     parsed: &'a Parsed<'a>,
     ops: Vec<TimedOp>,
@@ -119,6 +122,7 @@ impl<'a> Timeline<'a> {
             reconciles: 0,
             lost: 0,
             kept: Default::default(),
+            anon_elf: Vec::new(),
             truncated: parsed.truncated.clone(),
             parsed,
             ops: Vec::new(),
@@ -235,8 +239,12 @@ impl<'a> Timeline<'a> {
                 }
                 Record::Lost(l) => t.lost = t.lost.saturating_add(l.count),
                 Record::KeptImage(k) if !k.file.is_empty() => {
-                    t.kept
-                        .insert(k.id, PathBuf::from(k.file.lossy().into_owned()));
+                    let file = PathBuf::from(k.file.lossy().into_owned());
+                    if k.path.0 == b"//anon" {
+                        t.anon_elf.push((k.id, file));
+                    } else {
+                        t.kept.insert(k.id, file);
+                    }
                 }
                 Record::Exit(e) => t.exit = Some(*e),
                 Record::Exec(e) => t.exec = Some((e.ts, e.path.lossy().into_owned())),
@@ -257,13 +265,15 @@ impl<'a> Timeline<'a> {
 
     /// The kept copy of an image, as a path one can open.
     pub fn kept_file(&self, id: u64) -> Option<PathBuf> {
-        let rel = self.kept.get(&id)?;
-        Some(
-            self.file
-                .parent()
-                .unwrap_or(std::path::Path::new("."))
-                .join(rel),
-        )
+        Some(self.beside(self.kept.get(&id)?))
+    }
+
+    /// A path relative to the record file's directory, as a path one can open.
+    pub fn beside(&self, rel: &std::path::Path) -> PathBuf {
+        self.file
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(rel)
     }
 
     /// The moment the process image stopped being recorded.

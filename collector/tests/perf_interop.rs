@@ -174,6 +174,93 @@ fn deleted_library_named_after_inject() {
     records_clean(&out, &cache);
 }
 
+/// `mapagent perf-map REC` into /tmp (the only place perf looks); returns the map files written.
+fn perf_map(rec: &Path) -> Vec<PathBuf> {
+    let o = mapagent(&["perf-map", rec.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "perf-map: {err}");
+    err.lines()
+        .filter_map(|l| l.strip_prefix("mapagent: ")?.split(':').next())
+        .map(PathBuf::from)
+        .filter(|p| p.extension().is_some_and(|e| e == "map"))
+        .collect()
+}
+
+#[test]
+fn elf_copied_into_anonymous_memory_named_by_perf_map() {
+    let dir = scratch("perf-anon-elf");
+    let lib = hot_lib("anon");
+    let prog = cc("hot/anon_elf", &["anon_elf.c"], &[]);
+    let (data, rec) = perf_record(
+        &dir,
+        &[],
+        &[
+            prog.to_str().unwrap(),
+            lib.to_str().unwrap(),
+            "hot_spin_anon",
+            "1.0",
+        ],
+    );
+    let cache = dir.join("cache");
+    assert!(
+        share(&data, &cache, "hot_spin_anon") < 1.0,
+        "without a map file perf cannot name code in anonymous memory"
+    );
+    let maps = perf_map(&rec);
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    let text = std::fs::read_to_string(&maps[0]).unwrap();
+    let s = share(&data, &cache, "hot_spin_anon");
+    std::fs::remove_file(&maps[0]).unwrap();
+    assert!(
+        text.lines().any(|l| l.ends_with(" hot_spin_anon")),
+        "{text}"
+    );
+    assert!(
+        s > 50.0,
+        "with the map most samples are in hot_spin_anon, got {s}%"
+    );
+}
+
+#[test]
+fn memfd_as_anon_named_through_perf_map() {
+    let dir = scratch("perf-memfd-anon");
+    let lib = hot_lib("memfd");
+    let (data, rec) = perf_record(
+        &dir,
+        &[],
+        &[
+            loader().to_str().unwrap(),
+            "memfd",
+            lib.to_str().unwrap(),
+            "1.0",
+        ],
+    );
+    let cache = dir.join("cache");
+    let out = dir.join("anon.data");
+    let o = mapagent(&[
+        "inject",
+        "--memfd-as-anon",
+        "-i",
+        data.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        rec.to_str().unwrap(),
+        "--buildid-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let msg = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{msg}");
+    assert!(
+        msg.contains("0 images added to the build-id cache"),
+        "{msg}"
+    );
+    let maps = perf_map(&rec);
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    let s = share(&out, &cache, "hot_spin_memfd");
+    std::fs::remove_file(&maps[0]).unwrap();
+    assert!(s > 50.0, "most samples are in hot_spin_memfd, got {s}%");
+}
+
 #[test]
 fn clock_monotonic_recordings_are_exact() {
     let dir = scratch("perf-mono");

@@ -109,6 +109,9 @@ impl Writer {
                     ret,
                     errno,
                 }));
+                if ret == 0 && prot & 5 == 5 {
+                    self.keep_anon_elf(ts, addr);
+                }
             }
             Kind::MemfdCreate => {
                 let name = slot.map(|s| SlotReader::new(s).bytes()).unwrap_or(b"");

@@ -298,3 +298,149 @@ fn copy_fd(fd: c_int, dest: &std::path::Path, size: u64) -> Result<(), c_int> {
     unsafe { libc::unlink(tmp.as_ptr()) };
     res
 }
+
+const ELF_MAX: u64 = 256 << 20;
+
+/// Copies `len` bytes at `addr` of our own address space without risking a fault (a region the
+/// application just unmapped gives EFAULT).
+fn read_self(addr: u64, buf: &mut [u8]) -> bool {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    n == buf.len() as isize
+}
+
+/// Size of an ELF file image from its header: the furthest of the section headers, program
+/// headers and the segments' file ranges.
+fn elf_file_size(h: &[u8; 64], addr: u64, limit: u64) -> Option<u64> {
+    let u16_at = |o: usize| u16::from_le_bytes([h[o], h[o + 1]]) as u64;
+    let u64_at = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
+    if h[..4] != *b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+        return None;
+    }
+    let (phoff, shoff, phentsize, phnum, shentsize, shnum) = (
+        u64_at(32),
+        u64_at(40),
+        u16_at(54),
+        u16_at(56),
+        u16_at(58),
+        u16_at(60),
+    );
+    let mut size = shoff
+        .checked_add(shentsize.checked_mul(shnum)?)?
+        .max(phoff.checked_add(phentsize.checked_mul(phnum)?)?);
+    if phentsize == 56 && phnum <= 64 {
+        let mut ph = vec![0u8; (56 * phnum) as usize];
+        if read_self(addr.checked_add(phoff)?, &mut ph) {
+            for p in ph.chunks_exact(56) {
+                let off = u64::from_le_bytes(p[8..16].try_into().ok()?);
+                let filesz = u64::from_le_bytes(p[32..40].try_into().ok()?);
+                size = size.max(off.saturating_add(filesz));
+            }
+        }
+    }
+    (size > 64 && size <= limit).then_some(size)
+}
+
+impl Writer {
+    /// An anonymous region made executable that starts with an ELF image (code copied into
+    /// memory by an in-memory loader): keep the image, so its symbols can name samples there
+    /// (mapagent perf-map). Recorded as a KeptImage with path "//anon" and id = its address.
+    pub(super) fn keep_anon_elf(&mut self, ts: u64, addr: u64) {
+        let Some(r) = self.model.space.find(addr).cloned() else {
+            return;
+        };
+        if r.is_file() || r.start != addr || self.kept.contains(&addr) {
+            return;
+        }
+        let mut h = [0u8; 64];
+        if !read_self(addr, &mut h) {
+            return;
+        }
+        let Some(size) = elf_file_size(&h, addr, r.len().min(ELF_MAX)) else {
+            return;
+        };
+        let mut image = vec![0u8; size as usize];
+        if !read_self(addr, &mut image) {
+            self.kept.insert(addr);
+            let why = b"unmapped before it could be read";
+            self.put_kept(
+                ts,
+                addr,
+                b"",
+                b"//anon",
+                b"",
+                size,
+                keep_status::FAILED,
+                why,
+            );
+            return;
+        }
+        let bid = elf_build_id(&image).unwrap_or_default();
+        self.kept.insert(addr);
+        let name = if bid.is_empty() {
+            format!("keep/anon-{}-{addr:x}", self.ag.pid)
+        } else {
+            format!("keep/{}", Hex(&bid))
+        };
+        let dest = self.ag.cfg.dir.join(&name);
+        let _ = std::fs::create_dir(self.ag.cfg.dir.join("keep"));
+        let (status, why) = if dest.exists() {
+            (keep_status::ALREADY, String::new())
+        } else if kept_bytes(&self.ag.cfg.dir.join("keep")).saturating_add(size)
+            > self.ag.cfg.keep_max
+        {
+            (
+                keep_status::SKIPPED_CAP,
+                format!("MAPAGENT_KEEP_MAX={} reached", self.ag.cfg.keep_max),
+            )
+        } else {
+            match std::fs::write(&dest, &image) {
+                Ok(()) => (keep_status::KEPT, String::new()),
+                Err(e) => (
+                    keep_status::FAILED,
+                    format!("writing {}: {e}", dest.display()),
+                ),
+            }
+        };
+        let file = if status <= keep_status::ALREADY {
+            name.as_bytes()
+        } else {
+            b""
+        };
+        self.put_kept(
+            ts,
+            addr,
+            &bid,
+            b"//anon",
+            file,
+            size,
+            status,
+            why.as_bytes(),
+        );
+    }
+}
+
+/// The GNU build-id note of an ELF file image, from its section headers.
+fn elf_build_id(f: &[u8]) -> Option<Vec<u8>> {
+    use object::read::elf::{FileHeader, SectionHeader};
+    let hdr = object::elf::FileHeader64::<object::Endianness>::parse(f).ok()?;
+    let e = hdr.endian().ok()?;
+    let sections = hdr.sections(e, f).ok()?;
+    for s in sections.iter() {
+        if let Ok(Some(mut notes)) = s.notes(e, f) {
+            while let Ok(Some(n)) = notes.next() {
+                if n.name() == b"GNU" && n.n_type(e) == object::elf::NT_GNU_BUILD_ID {
+                    return Some(n.desc().to_vec());
+                }
+            }
+        }
+    }
+    None
+}

@@ -189,6 +189,7 @@ pub fn run(
     output: &Path,
     rec_path: &Path,
     buildid_dir: Option<PathBuf>,
+    memfd_as_anon: bool,
 ) -> Result<i32> {
     let data = std::fs::read(input_path).map_err(|e| crate::error::io(input_path, e))?;
     let bad = |m: String| Error::input(format!("{}: {m}", input_path.display()));
@@ -236,6 +237,7 @@ pub fn run(
                 tasks: false,
                 offset,
                 samples: false,
+                memfd_as_anon,
             },
         );
     }

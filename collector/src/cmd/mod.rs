@@ -5,6 +5,7 @@ pub mod images;
 pub mod inject;
 pub mod maps;
 pub mod perf;
+pub mod perf_map;
 pub mod run;
 
 use crate::error::{Error, EXIT_BAD_INPUT};

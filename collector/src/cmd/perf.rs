@@ -39,6 +39,7 @@ pub fn run(path: &Path, out: &Path) -> Result<i32> {
                 tasks: true,
                 offset: 0,
                 samples: true,
+                memfd_as_anon: false,
             },
         );
     }

@@ -46,6 +46,8 @@ pub struct Opts {
     pub offset: i64,
     /// A sample per mapping event as well (a standalone file: perf report counts them).
     pub samples: bool,
+    /// memfd images as //anon without build-id, so perf uses /tmp/perf-PID.map for them.
+    pub memfd_as_anon: bool,
 }
 
 const PF_X: u32 = 1;
@@ -170,11 +172,22 @@ impl Synth {
     fn add_image(&mut self, t: &Timeline<'_>, im: &ImageSpan, tr: &Trailer, opts: &Opts) {
         let pid = t.pid();
         let vdso = im.is_vdso();
-        let name: &[u8] = if vdso { b"[vdso]" } else { im.path.as_bytes() };
+        let anon = opts.memfd_as_anon && im.path.starts_with("/memfd:");
+        let name: &[u8] = if vdso {
+            b"[vdso]"
+        } else if anon {
+            b"//anon"
+        } else {
+            im.path.as_bytes()
+        };
         if name.is_empty() {
             return;
         }
-        let bid = hex_decode(&im.build_id);
+        let bid = if anon {
+            Vec::new()
+        } else {
+            hex_decode(&im.build_id)
+        };
         let ts = im.loaded_ns.saturating_add_signed(opts.offset);
         let mut any = false;
         for ph in im.phdrs.iter().filter(|p| p.p_type == 1 && p.memsz > 0) {
