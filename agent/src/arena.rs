@@ -4,6 +4,7 @@
 //! - the agent's memory use never moves the process's heap or creates malloc arenas, which
 //!   would show up as changes the hooks cannot explain;
 //! - users see exactly what the agent costs, as one line in maps.
+//!
 //! Size classes with free lists, a bump pointer for fresh memory, a spin lock (only agent
 //! threads allocate; the hooked path never does). If the region fills up, allocations fall back
 //! to the system allocator rather than fail.

@@ -214,10 +214,7 @@ fn dir(sp: &SerPath) -> &[u8] {
 }
 
 /// The loader's search path for `handle`, in a caller-provided buffer.
-unsafe fn search_path<'a>(
-    handle: *mut c_void,
-    buf: &'a mut [u64; SERINFO_WORDS],
-) -> Option<&'a [SerPath]> {
+unsafe fn search_path(handle: *mut c_void, buf: &mut [u64; SERINFO_WORDS]) -> Option<&[SerPath]> {
     let mut size = SerInfo { size: 0, cnt: 0 };
     if dlinfo(
         handle,

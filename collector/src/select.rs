@@ -90,11 +90,10 @@ pub fn pick<'t, 'a>(
         _ => mine
             .iter()
             .copied()
-            .filter(|t| {
+            .rfind(|t| {
                 at.resolve(t.process.start_mono_ns)
                     .is_some_and(|x| x >= t.process.start_mono_ns)
             })
-            .next_back()
             .or(mine.first().copied()),
     };
     Ok(chosen.into_iter().collect())

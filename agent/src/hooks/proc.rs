@@ -23,11 +23,7 @@ pub unsafe extern "C" fn pthread_create(
     let t0 = rec.map_or(0, |ag| ag.slow_begin());
     let r = f(th, attr, start, arg);
     if let Some(ag) = rec {
-        let t = if r == 0 && !th.is_null() {
-            *th as u64
-        } else {
-            0
-        };
+        let t = if r == 0 && !th.is_null() { *th } else { 0 };
         ag.push(Event::new(
             Kind::Thread,
             [t, r as i64 as u64, t0, 0, 0, 0, 0, 0],

@@ -515,13 +515,14 @@ impl Writer {
         // Images still loaded whose file was deleted or replaced since they were loaded: the
         // last chance to keep a copy.
         let ts = sys::now();
-        let pending: Vec<(
+        type Pending = (
             u64,
             Vec<u8>,
             Vec<u8>,
             Option<identity::FileKey>,
             keep::Source,
-        )> = self
+        );
+        let pending: Vec<Pending> = self
             .loaded
             .iter()
             .filter(|(id, _)| !self.kept.contains(id))

@@ -94,7 +94,7 @@ fn padded_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend(std::iter::repeat_n(0u8, pad));
 }
 
-fn finish(out: &mut Vec<u8>, start: usize) {
+fn finish(out: &mut [u8], start: usize) {
     let size = (out.len() - start) as u16;
     out[start + 6..start + 8].copy_from_slice(&size.to_le_bytes());
 }
