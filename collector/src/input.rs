@@ -7,17 +7,68 @@ use mapagent_record::frame::{self, FrameError, Frames};
 use mapagent_record::records::{Process, Record};
 use std::path::{Path, PathBuf};
 
-/// One record file, read into memory.
+/// One record file, mapped or read into memory.
 pub struct Recording {
     pub path: PathBuf,
-    data: Vec<u8>,
+    data: Data,
 }
 
-/// A record and where it sits in its file.
+/// A file's bytes.
+pub enum Data {
+    Owned(Vec<u8>),
+    /// Mapped read-only: no copy of a file of hundreds of megabytes. The agent and perf only
+    /// ever append to their files, so a file never shrinks under the mapping (which would
+    /// SIGBUS).
+    Mapped(memmap2::Mmap),
+}
+
+impl Data {
+    /// A regular file is mapped; anything else (a pipe, /dev/stdin, an empty file, which
+    /// cannot be mapped) is read.
+    pub fn open(path: &Path) -> Result<Data> {
+        let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
+        let meta = file.metadata().map_err(|e| io(path, e))?;
+        if meta.is_file() && meta.len() > 0 {
+            // SAFETY: mapped read-only and private; see Data::Mapped for why it cannot shrink.
+            let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) };
+            Ok(Data::Mapped(map.map_err(|e| io(path, e))?))
+        } else {
+            Ok(Data::Owned(std::fs::read(path).map_err(|e| io(path, e))?))
+        }
+    }
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Owned(v) => v,
+            Data::Mapped(m) => m,
+        }
+    }
+}
+
+/// A record and where it sits in its file. Kept undecoded (32 bytes, not the 200-odd of a
+/// decoded Record: a recording of millions of mmaps stays small); `rec()` decodes it again,
+/// which is cheap and cannot fail: `parse` checked every record.
 pub struct Item<'a> {
     pub offset: u64,
-    pub size: u32,
-    pub rec: Record<'a>,
+    pub kind: u16,
+    pub payload: &'a [u8],
+}
+
+impl<'a> Item<'a> {
+    pub fn rec(&self) -> Record<'a> {
+        Record::decode(self.kind, self.payload).unwrap_or(Record::Unknown {
+            kind: self.kind,
+            payload: self.payload,
+        })
+    }
+
+    /// Bytes in the file, frame header included.
+    pub fn size(&self) -> u32 {
+        (frame::FRAME_HEADER_LEN + self.payload.len()) as u32
+    }
 }
 
 /// The decoded contents of a file.
@@ -29,12 +80,15 @@ pub struct Parsed<'a> {
 
 impl Recording {
     pub fn open(path: &Path) -> Result<Recording> {
-        let data = std::fs::read(path).map_err(|e| io(path, e))?;
-        Self::from_bytes(path.to_path_buf(), data)
+        Self::check(path.to_path_buf(), Data::open(path)?)
     }
 
     /// A recording from bytes already in memory (`path` is only used in messages).
     pub fn from_bytes(path: PathBuf, data: Vec<u8>) -> Result<Recording> {
+        Self::check(path, Data::Owned(data))
+    }
+
+    fn check(path: PathBuf, data: Data) -> Result<Recording> {
         frame::parse_file_header(&data)
             .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
         Ok(Recording { path, data })
@@ -50,12 +104,13 @@ impl Recording {
 
     /// Decodes every frame. Corruption is an error; truncation is reported in `truncated`.
     pub fn parse(&self) -> Result<Parsed<'_>> {
-        let mut items = Vec::new();
+        // A frame is at least 20 bytes: an upper bound on the count.
+        let mut items = crate::bigvec::with_capacity(self.data.len() / 20);
         let mut truncated = None;
         for f in Frames::new(&self.data) {
             match f {
                 Ok(f) => {
-                    let rec = Record::decode(f.kind, f.payload).map_err(|e| {
+                    Record::decode(f.kind, f.payload).map_err(|e| {
                         Error::input(format!(
                             "{}: corrupt record at offset {:#x} (kind {}): {e}",
                             self.path.display(),
@@ -65,8 +120,8 @@ impl Recording {
                     })?;
                     items.push(Item {
                         offset: f.offset,
-                        size: (frame::FRAME_HEADER_LEN + f.payload.len()) as u32,
-                        rec,
+                        kind: f.kind,
+                        payload: f.payload,
                     });
                 }
                 Err(e @ FrameError::Truncated { .. }) => {
@@ -84,8 +139,8 @@ impl Recording {
 }
 
 impl<'a> Parsed<'a> {
-    pub fn process(&self) -> Option<&Process<'a>> {
-        self.items.iter().find_map(|i| match &i.rec {
+    pub fn process(&self) -> Option<Process<'a>> {
+        self.items.iter().find_map(|i| match i.rec() {
             Record::Process(p) => Some(p),
             _ => None,
         })

@@ -2,6 +2,7 @@
 //! use. Each CLI subcommand maps onto a module under `cmd`; `input` reads record files and
 //! `timeline` replays them.
 
+pub mod bigvec;
 pub mod cmd;
 pub mod error;
 pub mod input;

@@ -4,7 +4,7 @@
 //! those whose time is at or before the moment asked for.
 
 use crate::input::Parsed;
-use mapagent_record::records::{exit_how, image_cause, trigger, Exit, Phdr, Process, Record};
+use mapagent_record::records::{exit_how, image_cause, kind, trigger, Exit, Phdr, Process, Record};
 use mapagent_record::region::Region;
 use mapagent_record::replay::{reconcile_changes, ReconcileChanges, Replayer};
 use std::path::PathBuf;
@@ -60,7 +60,8 @@ impl ImageSpan {
 
 enum Op {
     Event(usize),
-    Reconcile(ReconcileChanges),
+    // Boxed: reconciles are rare, and a million mmaps should not each pay for their size.
+    Reconcile(Box<ReconcileChanges>),
 }
 
 struct TimedOp {
@@ -77,7 +78,6 @@ pub struct Timeline<'a> {
     pub exit: Option<Exit>,
     pub exec: Option<(u64, String)>,
     pub images: Vec<ImageSpan>,
-    pub sources: Vec<Source>,
     pub reconciles: usize,
     pub lost: u64,
     /// Copies the agent kept of images that cannot be reopened by path: image id -> file
@@ -88,8 +88,16 @@ pub struct Timeline<'a> {
     pub anon_elf: Vec<(u64, PathBuf)>,
     pub truncated: Option<String>,
     parsed: &'a Parsed<'a>,
-    ops: Vec<TimedOp>,
+    /// What replaying needs, built on first use: `mapagent perf` over millions of mmaps never
+    /// replays, and should not pay for it.
+    replay: std::sync::OnceLock<Replay>,
     page: u64,
+}
+
+#[derive(Default)]
+struct Replay {
+    sources: Vec<Source>,
+    ops: Vec<TimedOp>,
 }
 
 fn cause_name(c: u8) -> &'static str {
@@ -102,9 +110,18 @@ fn cause_name(c: u8) -> &'static str {
     }
 }
 
+/// Kinds that only change the address space: their time is all `build` needs, and every one
+/// of them starts with it.
+fn is_mapping_kind(k: u16) -> bool {
+    matches!(
+        k,
+        kind::MMAP | kind::MUNMAP | kind::MREMAP | kind::MPROTECT | kind::SHMAT | kind::SHMDT
+    )
+}
+
 impl<'a> Timeline<'a> {
     pub fn build(file: PathBuf, parsed: &'a Parsed<'a>) -> Option<Timeline<'a>> {
-        let process = parsed.process()?.clone();
+        let process = parsed.process()?;
         let page = if process.page_size >= 4096 {
             process.page_size as u64
         } else {
@@ -118,83 +135,28 @@ impl<'a> Timeline<'a> {
             exit: None,
             exec: None,
             images: Vec::new(),
-            sources: Vec::new(),
             reconciles: 0,
             lost: 0,
             kept: Default::default(),
             anon_elf: Vec::new(),
             truncated: parsed.truncated.clone(),
             parsed,
-            ops: Vec::new(),
+            replay: Default::default(),
             page,
         };
-        for (i, item) in parsed.items.iter().enumerate() {
-            if let Some(ts) = item.rec.ts() {
+        for item in parsed.items.iter() {
+            if is_mapping_kind(item.kind) {
+                if let Some(ts) = item.payload.first_chunk::<8>() {
+                    t.last_ts = t.last_ts.max(u64::from_le_bytes(*ts));
+                }
+                continue;
+            }
+            let rec = item.rec();
+            if let Some(ts) = rec.ts() {
                 t.last_ts = t.last_ts.max(ts);
             }
-            let src = |t: &mut Timeline, kind, ts, tid| {
-                t.sources.push(Source {
-                    kind,
-                    ts,
-                    tid,
-                    offset: item.offset,
-                });
-                (t.sources.len() - 1) as u64
-            };
-            match &item.rec {
-                Record::Mmap(m) => {
-                    let s = src(&mut t, "mmap", m.ts, m.tid);
-                    t.ops.push(TimedOp {
-                        at: m.ts,
-                        src: s,
-                        op: Op::Event(i),
-                    });
-                }
-                Record::Munmap(m) => t.ops.push(TimedOp {
-                    at: m.ts,
-                    src: 0,
-                    op: Op::Event(i),
-                }),
-                Record::Mprotect(m) => t.ops.push(TimedOp {
-                    at: m.ts,
-                    src: 0,
-                    op: Op::Event(i),
-                }),
-                Record::Mremap(m) => t.ops.push(TimedOp {
-                    at: m.ts,
-                    src: 0,
-                    op: Op::Event(i),
-                }),
-                Record::Shmdt(m) => t.ops.push(TimedOp {
-                    at: m.ts,
-                    src: 0,
-                    op: Op::Event(i),
-                }),
-                Record::Shmat(m) => {
-                    let s = src(&mut t, "shmat", m.ts, m.tid);
-                    t.ops.push(TimedOp {
-                        at: m.ts,
-                        src: s,
-                        op: Op::Event(i),
-                    });
-                }
-                Record::Reconcile(r) => {
-                    t.reconciles += 1;
-                    let kind = if r.trigger == trigger::BASELINE {
-                        "baseline"
-                    } else {
-                        "reconcile"
-                    };
-                    let s = src(&mut t, kind, r.ts, 0);
-                    // Each group of changes at the moment the agent placed it.
-                    for g in reconcile_changes(r, s) {
-                        t.ops.push(TimedOp {
-                            at: g.at,
-                            src: s,
-                            op: Op::Reconcile(g),
-                        });
-                    }
-                }
+            match &rec {
+                Record::Reconcile(_) => t.reconciles += 1,
                 Record::Image(im) => {
                     // The same image reported twice (startup listing racing a dlopen): keep one.
                     if t.images
@@ -203,12 +165,6 @@ impl<'a> Timeline<'a> {
                     {
                         continue;
                     }
-                    let s = src(&mut t, "dlopen", im.ts, 0);
-                    t.ops.push(TimedOp {
-                        at: im.ts,
-                        src: s,
-                        op: Op::Event(i),
-                    });
                     t.images.push(ImageSpan {
                         id: im.id,
                         path: im.path.lossy().into_owned(),
@@ -224,11 +180,6 @@ impl<'a> Timeline<'a> {
                     });
                 }
                 Record::ImageUnload(u) => {
-                    t.ops.push(TimedOp {
-                        at: u.ts,
-                        src: 0,
-                        op: Op::Event(i),
-                    });
                     if let Some(img) =
                         t.images.iter_mut().rev().find(|x| {
                             x.id == u.id && x.load_bias == u.bias && x.unloaded_ns.is_none()
@@ -254,13 +205,107 @@ impl<'a> Timeline<'a> {
         Some(t)
     }
 
+    fn replay(&self) -> &Replay {
+        self.replay.get_or_init(|| self.build_replay())
+    }
+
+    /// Every change to the address space with the moment it takes effect and the record it
+    /// came from.
+    fn build_replay(&self) -> Replay {
+        let items = &self.parsed.items;
+        // Upper bounds: untouched capacity costs no memory, regrowth copies would.
+        let mut r = Replay {
+            sources: crate::bigvec::with_capacity(items.len()),
+            ops: crate::bigvec::with_capacity(items.len()),
+        };
+        // Images loaded and not yet unloaded, to skip a second report of one (as `build` does).
+        let mut live: Vec<(u64, u64)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let rec = item.rec();
+            let mut src = |kind, ts, tid| {
+                r.sources.push(Source {
+                    kind,
+                    ts,
+                    tid,
+                    offset: item.offset,
+                });
+                (r.sources.len() - 1) as u64
+            };
+            let (at, src) = match &rec {
+                Record::Mmap(m) => (m.ts, src("mmap", m.ts, m.tid)),
+                Record::Shmat(m) => (m.ts, src("shmat", m.ts, m.tid)),
+                Record::Munmap(m) => (m.ts, 0),
+                Record::Mprotect(m) => (m.ts, 0),
+                Record::Mremap(m) => (m.ts, 0),
+                Record::Shmdt(m) => (m.ts, 0),
+                Record::Reconcile(rc) => {
+                    let kind = if rc.trigger == trigger::BASELINE {
+                        "baseline"
+                    } else {
+                        "reconcile"
+                    };
+                    let s = src(kind, rc.ts, 0);
+                    // Each group of changes at the moment the agent placed it.
+                    for g in reconcile_changes(rc, s) {
+                        r.ops.push(TimedOp {
+                            at: g.at,
+                            src: s,
+                            op: Op::Reconcile(Box::new(g)),
+                        });
+                    }
+                    continue;
+                }
+                Record::Image(im) => {
+                    if live.contains(&(im.id, im.bias)) {
+                        continue;
+                    }
+                    live.push((im.id, im.bias));
+                    (im.ts, src("dlopen", im.ts, 0))
+                }
+                Record::ImageUnload(u) => {
+                    live.retain(|&x| x != (u.id, u.bias));
+                    (u.ts, 0)
+                }
+                _ => continue,
+            };
+            r.ops.push(TimedOp {
+                at,
+                src,
+                op: Op::Event(i),
+            });
+        }
+        r
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.pid
     }
 
+    pub fn record_count(&self) -> usize {
+        self.parsed.items.len()
+    }
+
+    /// Bytes of record payload.
+    pub fn record_bytes(&self) -> u64 {
+        self.parsed
+            .items
+            .iter()
+            .map(|i| i.payload.len() as u64)
+            .sum()
+    }
+
+    /// The records of one kind, in file order (only those are decoded).
+    pub fn records_of(&self, kind: u16) -> impl Iterator<Item = Record<'a>> + '_ {
+        self.parsed
+            .items
+            .iter()
+            .filter(move |i| i.kind == kind)
+            .map(|i| i.rec())
+    }
+
     /// Every record, in file order.
-    pub fn records(&self) -> impl Iterator<Item = &Record<'a>> {
-        self.parsed.items.iter().map(|i| &i.rec)
+    pub fn records(&self) -> impl Iterator<Item = Record<'a>> + '_ {
+        self.parsed.items.iter().map(|i| i.rec())
     }
 
     /// The kept copy of an image, as a path one can open.
@@ -303,13 +348,13 @@ impl<'a> Timeline<'a> {
     pub fn space_at(&self, t: Option<u64>) -> Replayer {
         let mut rp = Replayer::new(self.page);
         let limit = t.unwrap_or(u64::MAX);
-        for op in &self.ops {
+        for op in &self.replay().ops {
             if op.at > limit {
                 continue;
             }
             match &op.op {
                 Op::Event(i) => {
-                    rp.apply_event(&self.parsed.items[*i].rec, op.src);
+                    rp.apply_event(&self.parsed.items[*i].rec(), op.src);
                 }
                 Op::Reconcile(c) => rp.apply_changes(c),
             }
@@ -318,7 +363,7 @@ impl<'a> Timeline<'a> {
     }
 
     pub fn source(&self, src: u64) -> Option<&Source> {
-        self.sources.get(src as usize)
+        self.replay().sources.get(src as usize)
     }
 
     /// The loaded image a region belongs to at `t`, if any.

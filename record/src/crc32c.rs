@@ -33,6 +33,34 @@ static TABLES: [[u32; 256]; 4] = make_tables();
 
 /// Continues a CRC-32C over `data` (start with 0).
 pub fn update(crc: u32, data: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU has SSE4.2.
+        return unsafe { update_sse42(crc, data) };
+    }
+    update_table(crc, data)
+}
+
+/// The CPU's crc32 instruction: 8 bytes a cycle or so, ten times the table (a collector reads
+/// hundreds of megabytes of frames).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn update_sse42(crc: u32, data: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut c = !crc as u64;
+    let mut chunks = data.chunks_exact(8);
+    for w in &mut chunks {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        c = _mm_crc32_u64(c, v);
+    }
+    let mut c = c as u32;
+    for &b in chunks.remainder() {
+        c = _mm_crc32_u8(c, b);
+    }
+    !c
+}
+
+fn update_table(crc: u32, data: &[u8]) -> u32 {
     let t = &TABLES;
     let mut c = !crc;
     let mut chunks = data.chunks_exact(4);
@@ -66,5 +94,22 @@ mod tests {
         assert_eq!(checksum(&inc), 0x46DD_794E);
         // Incremental equals one-shot.
         assert_eq!(update(checksum(b"1234"), b"56789"), checksum(b"123456789"));
+    }
+
+    #[test]
+    fn hardware_and_table_agree() {
+        let data: Vec<u8> = (0..4099u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for len in [0, 1, 7, 8, 9, 63, 64, 65, 4099] {
+            for start in [0, 1, 3] {
+                let d = &data[start..len.max(start)];
+                assert_eq!(
+                    update(0x1234_5678, d),
+                    update_table(0x1234_5678, d),
+                    "{len} {start}"
+                );
+            }
+        }
     }
 }

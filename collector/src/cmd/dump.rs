@@ -128,8 +128,8 @@ pub fn dump_file(r: &Recording, json: bool, out: &mut impl Write) -> Result<bool
     let parsed = r.parse()?;
     let io = |e: std::io::Error| crate::Error::failure(format!("writing output: {e}"));
     for item in &parsed.items {
-        let mut v =
-            serde_json::to_value(&item.rec).map_err(|e| crate::Error::failure(e.to_string()))?;
+        let rec = item.rec();
+        let mut v = serde_json::to_value(&rec).map_err(|e| crate::Error::failure(e.to_string()))?;
         if json {
             if let Value::Object(o) = &mut v {
                 o.insert("offset".into(), item.offset.into());
@@ -143,11 +143,11 @@ pub fn dump_file(r: &Recording, json: bool, out: &mut impl Write) -> Result<bool
             .and_then(|t| t.as_str())
             .unwrap_or("?")
             .to_string();
-        let ts = item.rec.ts().map(ts_text).unwrap_or_else(|| "-".into());
+        let ts = rec.ts().map(ts_text).unwrap_or_else(|| "-".into());
         let mut line = format!(
             "{:#x} [{:#x}]: {ts} {}",
             item.offset,
-            item.size,
+            item.size(),
             upper_snake(&kind)
         );
         let mut sub = Vec::new();

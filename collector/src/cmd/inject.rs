@@ -191,7 +191,7 @@ pub fn run(
     buildid_dir: Option<PathBuf>,
     memfd_as_anon: bool,
 ) -> Result<i32> {
-    let data = std::fs::read(input_path).map_err(|e| crate::error::io(input_path, e))?;
+    let data = crate::input::Data::open(input_path)?;
     let bad = |m: String| Error::input(format!("{}: {m}", input_path.display()));
     let input = PerfInput::parse(&data).map_err(bad)?;
     let tr = input.trailer();
@@ -249,9 +249,11 @@ pub fn run(
             .or_default()
             .push(m.ts);
     }
-    for item in synth.items.iter_mut() {
-        let Some(k) = item.map else { continue };
-        let mut ts = item.ts;
+    for i in 0..synth.items.len() {
+        let Some(k) = synth.map_of(&synth.items[i]) else {
+            continue;
+        };
+        let mut ts = synth.items[i].ts;
         if let Some(&f) = scan.forks.get(&k.pid) {
             ts = ts.max(f + 1);
         }
@@ -266,9 +268,9 @@ pub fn run(
                 ts = ts.max(tp + 1);
             }
         }
-        if ts != item.ts {
-            item.ts = ts;
-            set_time(&mut synth.buf[item.bytes.clone()], back, ts);
+        if ts != synth.items[i].ts {
+            synth.items[i].ts = ts;
+            set_time(synth.bytes_mut(i), back, ts);
         }
     }
     synth.sort();

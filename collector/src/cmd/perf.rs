@@ -57,18 +57,28 @@ pub fn run(path: &Path, out: &Path) -> Result<i32> {
     .map_err(io)?;
     let bar = crate::progress::bar(synth.buf.len() as u64, "perf.data");
     let mut round = Vec::new();
-    for (n, item) in synth.items.iter().enumerate() {
-        w.write(synth.bytes(item)).map_err(io)?;
-        if (n + 1) % ROUND == 0 {
-            round.clear();
-            event::finished_round(&mut round);
-            w.write(&round).map_err(io)?;
-            bar.inc(synth.bytes(item).len() as u64 * ROUND as u64);
-        }
-    }
-    round.clear();
     event::finished_round(&mut round);
-    w.write(&round).map_err(io)?;
+    for chunk in synth.items.chunks(ROUND) {
+        // Records adjacent in the buffer go out in one write (most are: sorting barely moves
+        // them), not one copy each through the BufWriter.
+        let mut run: Option<(usize, usize)> = None;
+        for item in chunk {
+            let (s, e) = synth.span(item);
+            run = match run {
+                Some((rs, re)) if re == s => Some((rs, e)),
+                Some((rs, re)) => {
+                    w.write(&synth.buf[rs..re]).map_err(io)?;
+                    Some((s, e))
+                }
+                None => Some((s, e)),
+            };
+        }
+        if let Some((rs, re)) = run {
+            w.write(&synth.buf[rs..re]).map_err(io)?;
+            bar.inc((re - rs) as u64);
+        }
+        w.write(&round).map_err(io)?;
+    }
     bar.finish_and_clear();
     let host = Host::read();
     let first = &all[0].process;

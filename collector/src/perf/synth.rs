@@ -6,8 +6,7 @@
 use super::event::{self, FileId, Trailer};
 use crate::timeline::{ImageSpan, Timeline};
 use mapagent_record::model::{MAP_ANONYMOUS, MAP_FAILED};
-use mapagent_record::records::Record;
-use std::ops::Range;
+use mapagent_record::records::{kind, Record};
 
 /// What an MMAP2 is about, for matching it with perf's own records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,16 +17,20 @@ pub struct MapKey {
     pub pgoff: u64,
 }
 
+/// One synthesized record: 24 bytes, there can be millions.
 pub struct Item {
     pub ts: u64,
-    pub map: Option<MapKey>,
-    pub bytes: Range<usize>,
+    start: u64,
+    len: u32,
+    /// Index into `Synth::maps` + 1, or 0 for a record that is not a mapping.
+    map: u32,
 }
 
 #[derive(Default)]
 pub struct Synth {
     pub buf: Vec<u8>,
     pub items: Vec<Item>,
+    maps: Vec<MapKey>,
     /// (build-id, filename) of every image written with its build-id.
     pub build_ids: Vec<(Vec<u8>, Vec<u8>)>,
     /// Images whose file perf cannot open by name: (build-id, MMAP2 filename, kept copy).
@@ -63,18 +66,25 @@ fn prot_of(p_flags: u32) -> u32 {
 
 impl Synth {
     fn push(&mut self, ts: u64, map: Option<MapKey>, start: usize) {
+        let mut idx = 0;
+        if let Some(k) = map {
+            self.maps.push(k);
+            idx = self.maps.len() as u32;
+        }
         self.items.push(Item {
             ts,
-            map,
-            bytes: start..self.buf.len(),
+            start: start as u64,
+            len: (self.buf.len() - start) as u32,
+            map: idx,
         });
         if let Some(k) = map.filter(|_| self.samples) {
             let s = self.buf.len();
             event::mapping_sample(&mut self.buf, k.pid, k.pid, k.addr, ts);
             self.items.push(Item {
                 ts,
-                map: None,
-                bytes: s..self.buf.len(),
+                start: s as u64,
+                len: (self.buf.len() - s) as u32,
+                map: 0,
             });
         }
         if self.first_ts == 0 || ts < self.first_ts {
@@ -83,8 +93,17 @@ impl Synth {
         self.last_ts = self.last_ts.max(ts);
     }
 
+    /// Room for what `t` can add (untouched capacity costs no memory; regrowth copies would).
+    pub fn reserve_for(&mut self, t: &Timeline<'_>) {
+        let n = t.record_count() + 8;
+        crate::bigvec::reserve(&mut self.items, 2 * n);
+        crate::bigvec::reserve(&mut self.maps, n);
+        crate::bigvec::reserve(&mut self.buf, 2 * t.record_bytes() as usize + 256 * n);
+    }
+
     /// Adds everything about one recorded process image.
     pub fn add(&mut self, t: &Timeline<'_>, tr: &Trailer, opts: &Opts) {
+        self.reserve_for(t);
         self.samples = opts.samples;
         let shift = |ts: u64| ts.saturating_add_signed(opts.offset);
         let pid = t.pid();
@@ -117,7 +136,7 @@ impl Synth {
         for im in &t.images {
             self.add_image(t, im, tr, opts);
         }
-        for r in t.records() {
+        for r in t.records_of(kind::MMAP) {
             if let Record::Mmap(m) = r {
                 let file = m.flags & MAP_ANONYMOUS == 0 && !m.path.is_empty();
                 if m.errno != 0
@@ -254,7 +273,23 @@ impl Synth {
     }
 
     pub fn bytes(&self, i: &Item) -> &[u8] {
-        &self.buf[i.bytes.clone()]
+        let (s, e) = self.span(i);
+        &self.buf[s..e]
+    }
+
+    /// Where an item's bytes sit in `buf`.
+    pub fn span(&self, i: &Item) -> (usize, usize) {
+        (i.start as usize, i.start as usize + i.len as usize)
+    }
+
+    pub fn bytes_mut(&mut self, i: usize) -> &mut [u8] {
+        let i = &self.items[i];
+        &mut self.buf[i.start as usize..i.start as usize + i.len as usize]
+    }
+
+    /// The mapping an item records, if it is one.
+    pub fn map_of(&self, i: &Item) -> Option<MapKey> {
+        (i.map > 0).then(|| self.maps[i.map as usize - 1])
     }
 }
 
