@@ -65,6 +65,14 @@ impl<'a> Item<'a> {
         })
     }
 
+    /// The record as its own type, when it is of that kind: no detour through Record.
+    pub fn get<T: mapagent_record::codec::Wire<'a>>(&self, kind: u16) -> Option<T> {
+        if self.kind != kind {
+            return None;
+        }
+        T::get(&mut mapagent_record::codec::Dec::new(self.payload)).ok()
+    }
+
     /// Bytes in the file, frame header included.
     pub fn size(&self) -> u32 {
         (frame::FRAME_HEADER_LEN + self.payload.len()) as u32
@@ -102,15 +110,60 @@ impl Recording {
         self.data.is_empty()
     }
 
-    /// Decodes every frame. Corruption is an error; truncation is reported in `truncated`.
+    /// Checks every frame. Corruption is an error; truncation is reported in `truncated`.
     pub fn parse(&self) -> Result<Parsed<'_>> {
+        let data: &[u8] = &self.data;
+        // Checking frames (checksums, decoding) is most of the cost of reading a big file: the
+        // two halves are checked at once when a frame boundary near the middle can be found.
+        let mid = (data.len() >= PARALLEL_MIN)
+            .then(|| frame::boundary_after(data, data.len() / 2))
+            .flatten()
+            .filter(|&m| m < data.len());
+        let (first, second) = match mid {
+            Some(m) => std::thread::scope(|s| {
+                let second = s.spawn(|| self.check_frames(m, data.len()));
+                let first = self.check_frames(frame::FILE_HEADER_LEN, m);
+                (
+                    first,
+                    second
+                        .join()
+                        .unwrap_or_else(|_| self.check_frames(m, data.len())),
+                )
+            }),
+            None => (
+                self.check_frames(frame::FILE_HEADER_LEN, data.len()),
+                Ok((Vec::new(), None)),
+            ),
+        };
+        let (mut items, mut cut) = first?;
+        if cut.is_none() {
+            let (more, c) = second?;
+            items.extend(more);
+            cut = c;
+        }
+        let truncated = cut.map(|e| {
+            format!(
+                "{}: {e}; showing the {} whole records before it",
+                self.path.display(),
+                items.len()
+            )
+        });
+        Ok(Parsed { items, truncated })
+    }
+
+    /// The frames between two boundaries, checked and decoded once; the frame error that cut
+    /// them short, if the file is truncated.
+    fn check_frames(
+        &self,
+        start: usize,
+        end: usize,
+    ) -> Result<(Vec<Item<'_>>, Option<FrameError>)> {
         // A frame is at least 20 bytes: an upper bound on the count.
-        let mut items = crate::bigvec::with_capacity(self.data.len() / 20);
-        let mut truncated = None;
-        for f in Frames::new(&self.data) {
+        let mut items = crate::bigvec::with_capacity((end - start) / 20);
+        for f in Frames::range(&self.data, start, end) {
             match f {
                 Ok(f) => {
-                    Record::decode(f.kind, f.payload).map_err(|e| {
+                    Record::validate(f.kind, f.payload).map_err(|e| {
                         Error::input(format!(
                             "{}: corrupt record at offset {:#x} (kind {}): {e}",
                             self.path.display(),
@@ -124,19 +177,16 @@ impl Recording {
                         payload: f.payload,
                     });
                 }
-                Err(e @ FrameError::Truncated { .. }) => {
-                    truncated = Some(format!(
-                        "{}: {e}; showing the {} whole records before it",
-                        self.path.display(),
-                        items.len()
-                    ));
-                }
+                Err(e @ FrameError::Truncated { .. }) => return Ok((items, Some(e))),
                 Err(e) => return Err(Error::input(format!("{}: {e}", self.path.display()))),
             }
         }
-        Ok(Parsed { items, truncated })
+        Ok((items, None))
     }
 }
+
+/// Files smaller than this are checked on one thread.
+const PARALLEL_MIN: usize = 16 << 20;
 
 impl<'a> Parsed<'a> {
     pub fn process(&self) -> Option<Process<'a>> {
@@ -174,4 +224,74 @@ pub fn open_all(path: &Path) -> Result<Vec<Recording>> {
         .iter()
         .map(|p| Recording::open(p))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapagent_record::records::Munmap;
+
+    /// A file of `n` munmap records, big enough to be checked on two threads.
+    fn big(n: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        frame::encode_file_header(&mut v);
+        for i in 0..n {
+            Record::Munmap(Munmap {
+                ts: i,
+                tid: 1,
+                addr: i << 12,
+                len: 4096,
+                ret: 0,
+                errno: 0,
+            })
+            .encode(&mut v);
+        }
+        v
+    }
+
+    fn parse(v: Vec<u8>) -> Result<(usize, Option<String>, Vec<u64>)> {
+        let r = Recording::from_bytes("t.mrec".into(), v)?;
+        let p = r.parse()?;
+        let ts = p.items.iter().filter_map(|i| i.rec().ts()).collect();
+        Ok((p.items.len(), p.truncated, ts))
+    }
+
+    const N: u64 = 500_000;
+
+    #[test]
+    fn halves_read_as_one() {
+        let v = big(N);
+        assert!(
+            v.len() > PARALLEL_MIN,
+            "the test must take the two-thread path"
+        );
+        let (n, cut, ts) = parse(v).unwrap();
+        assert_eq!(n as u64, N);
+        assert!(cut.is_none());
+        assert!(ts.iter().copied().eq(0..N), "records in file order");
+    }
+
+    #[test]
+    fn cut_in_second_half_keeps_everything_before() {
+        let mut v = big(N);
+        let len = v.len();
+        v.truncate(len - 7);
+        let (n, cut, _) = parse(v).unwrap();
+        assert_eq!(n as u64, N - 1);
+        assert!(cut
+            .unwrap()
+            .contains(&format!("showing the {} whole records", N - 1)));
+    }
+
+    #[test]
+    fn corruption_in_either_half_is_an_error_at_its_offset() {
+        for at in [1000, big(N).len() * 3 / 4] {
+            let mut v = big(N);
+            // The first frame boundary after `at`, then a byte of that frame's payload.
+            let f = frame::boundary_after(&v, at).unwrap();
+            v[f + frame::FRAME_HEADER_LEN + 2] ^= 0x40;
+            let e = parse(v).unwrap_err().to_string();
+            assert!(e.contains(&format!("{f:#x}")), "{at}: {e}");
+        }
+    }
 }

@@ -281,26 +281,9 @@ impl<'a> Timeline<'a> {
         self.process.pid
     }
 
-    pub fn record_count(&self) -> usize {
-        self.parsed.items.len()
-    }
-
-    /// Bytes of record payload.
-    pub fn record_bytes(&self) -> u64 {
-        self.parsed
-            .items
-            .iter()
-            .map(|i| i.payload.len() as u64)
-            .sum()
-    }
-
-    /// The records of one kind, in file order (only those are decoded).
-    pub fn records_of(&self, kind: u16) -> impl Iterator<Item = Record<'a>> + '_ {
-        self.parsed
-            .items
-            .iter()
-            .filter(move |i| i.kind == kind)
-            .map(|i| i.rec())
+    /// Every record, undecoded, in file order.
+    pub fn items(&self) -> &'a [crate::input::Item<'a>] {
+        &self.parsed.items
     }
 
     /// Every record, in file order.

@@ -205,12 +205,38 @@ pub struct Frames<'a> {
 impl<'a> Frames<'a> {
     /// `data` is the whole file, header included.
     pub fn new(data: &'a [u8]) -> Self {
+        Self::range(data, FILE_HEADER_LEN, data.len())
+    }
+
+    /// The frames from offset `start` up to `end`, both frame boundaries (see
+    /// [`boundary_after`]); offsets stay those of the whole file.
+    pub fn range(data: &'a [u8], start: usize, end: usize) -> Self {
+        let end = end.min(data.len());
         Frames {
-            data,
-            pos: FILE_HEADER_LEN.min(data.len()),
+            data: &data[..end],
+            pos: start.min(end),
             failed: false,
         }
     }
+}
+
+/// The first frame boundary at or after `target`, found by following frame lengths from the
+/// first frame without checking contents; None if the headers stop making sense before it.
+/// Lets a reader check the two halves of a large file at once.
+pub fn boundary_after(data: &[u8], target: usize) -> Option<usize> {
+    let mut pos = FILE_HEADER_LEN;
+    while pos < target {
+        let h = data.get(pos..pos + FRAME_HEADER_LEN)?;
+        if u32::from_le_bytes([h[0], h[1], h[2], h[3]]) != FRAME_SYNC {
+            return None;
+        }
+        let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        if len > MAX_PAYLOAD {
+            return None;
+        }
+        pos += FRAME_HEADER_LEN + len;
+    }
+    (pos <= data.len()).then_some(pos)
 }
 
 impl<'a> Iterator for Frames<'a> {

@@ -482,6 +482,15 @@ macro_rules! record_kinds {
                     _ => Record::Unknown { kind, payload },
                 })
             }
+            /// Checks that a payload decodes, without building the (large) Record.
+            pub fn validate(kind: u16, payload: &'a [u8]) -> Result<(), DecodeError> {
+                let mut d = Dec::new(payload);
+                match kind {
+                    $($k => { <$variant as Wire>::get(&mut d)?; })*
+                    _ => {}
+                }
+                Ok(())
+            }
             /// Appends this record as one frame.
             pub fn encode(&self, out: &mut Vec<u8>) {
                 match self {

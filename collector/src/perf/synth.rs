@@ -4,9 +4,10 @@
 //! CLOCK_MONOTONIC, shifted by `offset` for a recording on another clock.
 
 use super::event::{self, FileId, Trailer};
+use crate::input::Item as Rec;
 use crate::timeline::{ImageSpan, Timeline};
 use mapagent_record::model::{MAP_ANONYMOUS, MAP_FAILED};
-use mapagent_record::records::{kind, Record};
+use mapagent_record::records::{kind, Mmap};
 
 /// What an MMAP2 is about, for matching it with perf's own records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +17,9 @@ pub struct MapKey {
     pub len: u64,
     pub pgoff: u64,
 }
+
+/// Mmap records from which encoding is split between two threads.
+const PARALLEL_MIN: usize = 100_000;
 
 /// One synthesized record: 24 bytes, there can be millions.
 pub struct Item {
@@ -95,10 +99,10 @@ impl Synth {
 
     /// Room for what `t` can add (untouched capacity costs no memory; regrowth copies would).
     pub fn reserve_for(&mut self, t: &Timeline<'_>) {
-        let n = t.record_count() + 8;
+        let n = t.images.len() * 8 + 8;
         crate::bigvec::reserve(&mut self.items, 2 * n);
         crate::bigvec::reserve(&mut self.maps, n);
-        crate::bigvec::reserve(&mut self.buf, 2 * t.record_bytes() as usize + 256 * n);
+        crate::bigvec::reserve(&mut self.buf, 256 * n);
     }
 
     /// Adds everything about one recorded process image.
@@ -136,8 +140,41 @@ impl Synth {
         for im in &t.images {
             self.add_image(t, im, tr, opts);
         }
-        for r in t.records_of(kind::MMAP) {
-            if let Record::Mmap(m) = r {
+        // Encoding is most of the work on a recording of millions of mmaps: two threads take
+        // half each, and the second half's records are appended after the first's.
+        let items = t.items();
+        if items.len() >= PARALLEL_MIN {
+            let (one, two) = items.split_at(items.len() / 2);
+            let mut part = Synth {
+                samples: self.samples,
+                ..Synth::default()
+            };
+            std::thread::scope(|s| {
+                s.spawn(|| part.add_mmaps(two, pid, tr, opts));
+                self.add_mmaps(one, pid, tr, opts);
+            });
+            self.append(part);
+        } else {
+            self.add_mmaps(items, pid, tr, opts);
+        }
+        if opts.tasks {
+            if let Some(e) = &t.exit {
+                let start = self.buf.len();
+                let ts = shift(e.ts);
+                event::fork_exit(&mut self.buf, tr, true, pid, p.ppid, pid, p.ppid, ts);
+                self.push(ts, None, start);
+            }
+        }
+    }
+
+    /// An MMAP2 for every file mapping the mmap records among `items` made.
+    fn add_mmaps(&mut self, items: &[Rec<'_>], pid: u32, tr: &Trailer, opts: &Opts) {
+        crate::bigvec::reserve(&mut self.items, 2 * items.len());
+        crate::bigvec::reserve(&mut self.maps, items.len());
+        crate::bigvec::reserve(&mut self.buf, 256 * items.len());
+        let shift = |ts: u64| ts.saturating_add_signed(opts.offset);
+        for m in items.iter().filter_map(|i| i.get::<Mmap>(kind::MMAP)) {
+            {
                 let file = m.flags & MAP_ANONYMOUS == 0 && !m.path.is_empty();
                 if m.errno != 0
                     || m.result == MAP_FAILED
@@ -178,14 +215,25 @@ impl Synth {
                 self.push(ts, Some(key), start);
             }
         }
-        if opts.tasks {
-            if let Some(e) = &t.exit {
-                let start = self.buf.len();
-                let ts = shift(e.ts);
-                event::fork_exit(&mut self.buf, tr, true, pid, p.ppid, pid, p.ppid, ts);
-                self.push(ts, None, start);
+    }
+
+    /// Appends another synthesis's records after ours.
+    fn append(&mut self, other: Synth) {
+        let base = self.buf.len() as u64;
+        let maps = self.maps.len() as u32;
+        self.buf.extend_from_slice(&other.buf);
+        self.maps.extend_from_slice(&other.maps);
+        self.items.extend(other.items.into_iter().map(|mut i| {
+            i.start += base;
+            if i.map > 0 {
+                i.map += maps;
             }
+            i
+        }));
+        if other.first_ts != 0 && (self.first_ts == 0 || other.first_ts < self.first_ts) {
+            self.first_ts = other.first_ts;
         }
+        self.last_ts = self.last_ts.max(other.last_ts);
     }
 
     fn add_image(&mut self, t: &Timeline<'_>, im: &ImageSpan, tr: &Trailer, opts: &Opts) {
@@ -297,4 +345,79 @@ pub fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Recording;
+    use crate::perf::sample;
+    use mapagent_record::frame;
+    use mapagent_record::records::{Process, Record};
+    use mapagent_record::Bytes;
+
+    /// A recording of `n` file mmaps; every fifth failed or anonymous (skipped).
+    fn recording(n: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        frame::encode_file_header(&mut v);
+        Record::Process(Process {
+            pid: 7,
+            page_size: 4096,
+            start_mono_ns: 1,
+            ..Default::default()
+        })
+        .encode(&mut v);
+        for i in 0..n {
+            Record::Mmap(Mmap {
+                ts: 10 + i,
+                tid: 7,
+                len: 4096,
+                prot: 5,
+                flags: if i % 5 == 3 { MAP_ANONYMOUS | 2 } else { 2 },
+                result: 0x1000_0000 + (i << 12),
+                path: Bytes(b"/lib/x.so"),
+                ..Default::default()
+            })
+            .encode(&mut v);
+        }
+        v
+    }
+
+    /// The mapping records' times and addresses, in output order.
+    fn synthesize(n: u64) -> Vec<(u64, u64)> {
+        let r = Recording::from_bytes("t.mrec".into(), recording(n)).unwrap();
+        let p = r.parse().unwrap();
+        let t = Timeline::build("t.mrec".into(), &p).unwrap();
+        let tr = Trailer {
+            sample_type: sample::TID | sample::TIME,
+            sample_id_all: true,
+        };
+        let mut s = Synth::default();
+        let opts = Opts {
+            exec_only: false,
+            tasks: true,
+            offset: 0,
+            samples: true,
+            memfd_as_anon: false,
+        };
+        s.add(&t, &tr, &opts);
+        s.sort();
+        s.items
+            .iter()
+            .filter_map(|i| Some((i.ts, s.map_of(i)?.addr)))
+            .collect()
+    }
+
+    #[test]
+    fn two_threads_write_what_one_would() {
+        for n in [1_000, PARALLEL_MIN as u64 * 3 + 1] {
+            let got = synthesize(n);
+            let want: Vec<(u64, u64)> = (0..n)
+                .filter(|i| i % 5 != 3)
+                .map(|i| (10 + i, 0x1000_0000 + (i << 12)))
+                .collect();
+            assert_eq!(got.len(), want.len(), "{n}");
+            assert!(got == want, "{n}: records out of order or wrong");
+        }
+    }
 }
