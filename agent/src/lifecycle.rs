@@ -39,6 +39,9 @@ pub fn init() {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     install_crash_handlers();
+    // Grown later, with threads sharing it, the descriptor table costs an RCU grace period
+    // in the kernel (10 ms measured here), which the first dlopen would pay in high_fd.
+    sys::grow_fd_table(crate::hooks::dl::HIGH_FD);
     start(ag, true);
     tracing::debug!("agent started");
 }

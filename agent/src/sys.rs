@@ -234,3 +234,19 @@ pub fn readlink(path: &core::ffi::CStr) -> Option<Vec<u8>> {
     buf.truncate(n as usize);
     Some(buf)
 }
+
+/// Makes the descriptor table hold at least `n + 1` entries (tables never shrink), by
+/// duplicating a descriptor to `n` and closing it. Best effort: RLIMIT_NOFILE may forbid it.
+pub fn grow_fd_table(n: c_int) {
+    unsafe {
+        let fd = libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+        if fd < 0 {
+            return;
+        }
+        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, n);
+        if high >= 0 {
+            libc::close(high);
+        }
+        libc::close(fd);
+    }
+}
