@@ -32,6 +32,9 @@ pub struct ImageSpan {
     pub inode: u64,
     #[serde(skip)]
     pub phdrs: Vec<Phdr>,
+    /// The copy the agent kept of an image that cannot be reopened by its path (relative to
+    /// the record's directory).
+    pub kept: Option<PathBuf>,
 }
 
 impl ImageSpan {
@@ -80,9 +83,6 @@ pub struct Timeline<'a> {
     pub images: Vec<ImageSpan>,
     pub reconciles: usize,
     pub lost: u64,
-    /// Copies the agent kept of images that cannot be reopened by path: image id -> file
-    /// (relative to the record's directory).
-    pub kept: std::collections::HashMap<u64, PathBuf>,
     /// ELF images found in anonymous executable memory: (address, kept file relative to the
     /// record's directory).
     pub anon_elf: Vec<(u64, PathBuf)>,
@@ -137,7 +137,6 @@ impl<'a> Timeline<'a> {
             images: Vec::new(),
             reconciles: 0,
             lost: 0,
-            kept: Default::default(),
             anon_elf: Vec::new(),
             truncated: parsed.truncated.clone(),
             parsed,
@@ -177,6 +176,7 @@ impl<'a> Timeline<'a> {
                         dev_minor: im.dev_minor,
                         inode: im.ino,
                         phdrs: im.phdrs.clone(),
+                        kept: None,
                     });
                 }
                 Record::ImageUnload(u) => {
@@ -194,7 +194,17 @@ impl<'a> Timeline<'a> {
                     if k.path.0 == b"//anon" {
                         t.anon_elf.push((k.id, file));
                     } else {
-                        t.kept.insert(k.id, file);
+                        // The image it copies: the latest with that id (an id is an address,
+                        // reused when another library loads where one was unloaded).
+                        let bid = k.build_id.to_string();
+                        if let Some(im) = t
+                            .images
+                            .iter_mut()
+                            .rev()
+                            .find(|i| i.id == k.id && i.build_id == bid)
+                        {
+                            im.kept = Some(file);
+                        }
                     }
                 }
                 Record::Exit(e) => t.exit = Some(*e),
@@ -292,8 +302,8 @@ impl<'a> Timeline<'a> {
     }
 
     /// The kept copy of an image, as a path one can open.
-    pub fn kept_file(&self, id: u64) -> Option<PathBuf> {
-        Some(self.beside(self.kept.get(&id)?))
+    pub fn kept_file(&self, im: &ImageSpan) -> Option<PathBuf> {
+        Some(self.beside(im.kept.as_ref()?))
     }
 
     /// A path relative to the record file's directory, as a path one can open.

@@ -344,6 +344,119 @@ fn perf_attached_after_a_swap_resolves_to_the_library_mapped_then() {
     records_clean(&out, &cache);
 }
 
+/// Opens a fifo without blocking forever on a perf that never came up.
+fn open_fifo(path: &Path, write: bool, perf: &mut std::process::Child) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path);
+        match r {
+            Ok(f) => return f,
+            // ENXIO: no reader yet (perf has not opened its end).
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
+        assert!(
+            perf.try_wait().unwrap().is_none(),
+            "perf record exited early"
+        );
+        assert!(
+            t0.elapsed().as_secs() < 30,
+            "perf never opened its control fifo"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn perf_attached_mid_run_names_two_deleted_libraries_at_one_address() {
+    use std::io::{Read, Write};
+    let dir = scratch("perf-attach-deleted");
+    let (a, b) = (hot_lib("alpha"), hot_lib("beta"));
+    let rec = dir.join("rec");
+    let (ready, go) = (dir.join("ready"), dir.join("go"));
+    // alpha runs, is unloaded, beta is loaded at its address and runs; both files are deleted
+    // right after their dlopen, so perf cannot read either.
+    let mut child = Command::new(loader())
+        .args([
+            "swap-wait",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "1.0",
+            ready.to_str().unwrap(),
+            go.to_str().unwrap(),
+        ])
+        .env("LD_PRELOAD", agent())
+        .env("MAPAGENT_DIR", &rec)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !dir.join("ready.a").exists() {
+        assert!(t0.elapsed().as_secs() < 30, "alpha was never loaded");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Attach with events off; perf acknowledges on its fifo once they are on, and only then
+    // does the program start running in alpha.
+    let (ctl, ack) = (dir.join("ctl"), dir.join("ack"));
+    for f in [&ctl, &ack] {
+        let c = std::ffi::CString::new(f.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+    let data = dir.join("perf.data");
+    let mut perf = Command::new("perf")
+        .args(["record", "-q", "-D", "-1", "--control"])
+        .arg(format!("fifo:{},{}", ctl.display(), ack.display()))
+        .arg("-o")
+        .arg(&data)
+        .args(["-p", &child.id().to_string()])
+        .spawn()
+        .unwrap();
+    let mut acks = open_fifo(&ack, false, &mut perf);
+    open_fifo(&ctl, true, &mut perf)
+        .write_all(b"enable\n")
+        .unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("ack") {
+        let mut buf = [0u8; 16];
+        match acks.read(&mut buf) {
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("reading perf's ack: {e}"),
+        }
+        assert!(t0.elapsed().as_secs() < 60, "perf never enabled its events");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    // perf record -p ends when the process does.
+    assert!(perf.wait().unwrap().success());
+    let cache = dir.join("cache");
+    for sym in ["hot_spin_alpha", "hot_spin_beta"] {
+        assert!(
+            share(&data, &cache, sym) < 1.0,
+            "plain perf cannot name {sym}: its file was deleted"
+        );
+    }
+    let (out, msg) = inject(&data, &rec, &cache);
+    assert!(
+        msg.contains("2 images added to the build-id cache"),
+        "{msg}"
+    );
+    // Each sample resolves to the library mapped at its time: about half each.
+    let (sa, sb) = (
+        share(&out, &cache, "hot_spin_alpha"),
+        share(&out, &cache, "hot_spin_beta"),
+    );
+    assert!(sa > 25.0 && sb > 25.0, "alpha {sa}%, beta {sb}%: {msg}");
+    assert!(sa + sb > 95.0, "alpha {sa}% + beta {sb}%");
+    records_clean(&out, &cache);
+}
+
 #[test]
 fn standalone_perf_data_is_read_by_perf_and_linux_perf_data() {
     let dir = scratch("perf-standalone");

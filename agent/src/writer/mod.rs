@@ -470,9 +470,20 @@ impl Writer {
             .filter(|r| r.is_file() && !r.name.is_empty())
             .filter(|r| file.is_none_or(|k| k == (r.dev_major, r.dev_minor, r.ino)));
         let range = mapped.as_ref().map(|r| (r.start, r.end));
-        let (path, dev_major, dev_minor, ino) = match mapped {
-            Some(r) => (r.name, r.dev_major, r.dev_minor, r.ino),
-            None => match on_disk(name) {
+        // Not in the model yet (ld.so maps behind the hooks' back): the descriptor the hook
+        // pinned names the file as the kernel does, even after the application closed the fd
+        // it passed to dlopen ("/proc/self/fd/4" -> "/memfd:lib (deleted)").
+        let pinned_name = match (&keep, file) {
+            (Some(keep::Source::Fd(fd)), Some(k)) if sys::fd_identity(*fd) == Some(k) => {
+                let link = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+                sys::readlink(&link).map(|p| (p, k.0, k.1, k.2))
+            }
+            _ => None,
+        };
+        let (path, dev_major, dev_minor, ino) = match (mapped, pinned_name) {
+            (Some(r), _) => (r.name, r.dev_major, r.dev_minor, r.ino),
+            (None, Some(p)) => p,
+            (None, None) => match on_disk(name) {
                 found if file.is_none_or(|k| k == (found.1, found.2, found.3)) => found,
                 _ => {
                     let k = file.unwrap_or_default();

@@ -19,6 +19,7 @@ use crate::perf::synth::{MapKey, Opts, Synth};
 use crate::perf::{buildid_cache, feat, features, rtype};
 use crate::select::{self, Loaded};
 use crate::timeline::Timeline;
+use mapagent_record::records::{kind, Dlopen};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,14 @@ use std::path::{Path, PathBuf};
 struct PerfMap {
     key: MapKey,
     ts: u64,
+    /// The file's name, without " (deleted)".
+    name: Vec<u8>,
+}
+
+/// A file name as both sides compare it: a deleted file is the same file.
+fn file_name(n: &[u8]) -> &[u8] {
+    let n = &n[..n.iter().position(|&c| c == 0).unwrap_or(n.len())];
+    n.strip_suffix(b" (deleted)").unwrap_or(n)
 }
 
 /// What the scan of the input's records found.
@@ -76,6 +85,7 @@ fn scan(input: &PerfInput<'_>) -> std::result::Result<Scan, String> {
                 s.maps.push(PerfMap {
                     key,
                     ts: ts.unwrap_or(0),
+                    name: file_name(b.get(72..).unwrap_or(b"")).to_vec(),
                 });
             }
             rtype::FORK => {
@@ -107,75 +117,105 @@ fn scan(input: &PerfInput<'_>) -> std::result::Result<Scan, String> {
 pub enum Clock {
     /// perf record -k CLOCK_MONOTONIC.
     Exact,
-    /// perf's clock = CLOCK_MONOTONIC + offset, from `pairs` mappings both sides saw.
+    /// perf's clock = CLOCK_MONOTONIC + offset, from `pairs` mappings both sides saw, within
+    /// `spread` ns; `ignored` pairings disagreed with them.
     Aligned {
         offset: i64,
         pairs: usize,
         spread: u64,
+        ignored: usize,
     },
     Unaligned,
 }
 
 /// perf's default clock (the kernel's local_clock) runs at CLOCK_MONOTONIC's rate with an
-/// offset. Each dlopen'ed image perf saw mapped gives a bound: the kernel stamped its mmap
-/// between the dlopen's start and the agent's image record, so the offset lies within
-/// [t_perf - t_image, t_perf - t_dlopen_start]; other mappings give one-sided bounds. The
-/// offset is the middle of the intersection.
+/// offset. Each dlopen'ed image perf saw mapped (same process, address, file offset and file
+/// name) gives an interval for it: the kernel stamped the mmap after the dlopen started and
+/// before the agent recorded the image, so offset ∈ [t_perf - t_image, t_perf - t_dlopen_start].
+/// A library loaded twice at one address pairs with both of perf's records, and only one
+/// pairing is true; the offset is taken where the most intervals agree (their intersection),
+/// and the pairings outside it are reported as ignored.
 fn calibrate(timelines: &[Timeline<'_>], scan: &Scan) -> Clock {
-    let mut lo = i64::MIN;
-    let mut hi = i64::MAX;
-    let mut pairs = 0;
-    let by_key: HashMap<(u32, u64, u64), u64> = scan
-        .maps
-        .iter()
-        .filter(|m| m.ts > 0)
-        .map(|m| ((m.key.pid, m.key.addr, m.key.pgoff), m.ts))
-        .collect();
+    let mut by_key: HashMap<(u32, u64, u64), Vec<&PerfMap>> = HashMap::new();
+    for m in scan.maps.iter().filter(|m| m.ts > 0) {
+        by_key
+            .entry((m.key.pid, m.key.addr, m.key.pgoff))
+            .or_default()
+            .push(m);
+    }
+    // (lowest, highest) offset each pairing allows; i64::MAX: no upper bound.
+    let mut intervals: Vec<(i64, i64)> = Vec::new();
     for t in timelines {
-        let dlopen_starts: Vec<(u64, u64)> = t
-            .records()
-            .filter_map(|r| match r {
-                mapagent_record::Record::Dlopen(d) => Some((d.ts_start, d.ts)),
-                _ => None,
-            })
+        let dlopens: Vec<(u64, u64)> = t
+            .items()
+            .iter()
+            .filter_map(|i| i.get::<Dlopen>(kind::DLOPEN))
+            .map(|d| (d.ts_start, d.ts))
             .collect();
         for im in t.images.iter().filter(|i| i.cause == "dlopen") {
+            let name = file_name(im.path.as_bytes());
+            // The dlopen that loaded it: the last one to start before the image was recorded.
+            let start = dlopens
+                .iter()
+                .filter(|(s, _)| *s <= im.loaded_ns)
+                .map(|(s, _)| *s)
+                .max();
             for ph in im
                 .phdrs
                 .iter()
                 .filter(|p| p.p_type == 1 && p.p_flags & 1 != 0)
             {
                 let addr = im.load_bias.wrapping_add(ph.vaddr & !0xfff);
-                let Some(&tp) = by_key.get(&(t.pid(), addr, ph.offset & !0xfff)) else {
+                let Some(seen) = by_key.get(&(t.pid(), addr, ph.offset & !0xfff)) else {
                     continue;
                 };
-                let after = im.loaded_ns;
-                let before = dlopen_starts
-                    .iter()
-                    .filter(|(s, e)| *s <= after && *e <= after)
-                    .map(|(s, _)| *s)
-                    .max();
-                lo = lo.max(tp as i64 - after as i64);
-                if let Some(b) = before {
-                    hi = hi.min(tp as i64 - b as i64);
+                for m in seen.iter().filter(|m| m.name == name) {
+                    let lo = (m.ts as i64).saturating_sub(im.loaded_ns as i64);
+                    let hi = start.map_or(i64::MAX, |s| (m.ts as i64).saturating_sub(s as i64));
+                    intervals.push((lo, hi.max(lo)));
                 }
-                pairs += 1;
             }
         }
     }
-    match (pairs, lo, hi) {
-        (0, _, _) => Clock::Unaligned,
-        (_, lo, hi) if hi != i64::MAX && lo <= hi => Clock::Aligned {
-            offset: lo + (hi - lo) / 2,
-            pairs,
-            spread: (hi - lo) as u64,
+    let Some((lo, hi, pairs)) = most_agreed(&intervals) else {
+        return Clock::Unaligned;
+    };
+    Clock::Aligned {
+        offset: if hi == i64::MAX {
+            lo
+        } else {
+            lo + (hi - lo) / 2
         },
-        (_, lo, _) => Clock::Aligned {
-            offset: lo,
-            pairs,
-            spread: 0,
-        },
+        pairs,
+        spread: if hi == i64::MAX { 0 } else { (hi - lo) as u64 },
+        ignored: intervals.len() - pairs,
     }
+}
+
+/// The range covered by the most intervals, and how many cover it.
+fn most_agreed(intervals: &[(i64, i64)]) -> Option<(i64, i64, usize)> {
+    // Starts sort before ends at the same point: touching intervals agree.
+    let mut ev: Vec<(i64, i8)> = intervals
+        .iter()
+        .flat_map(|&(lo, hi)| [(lo, -1i8), (hi, 1i8)])
+        .collect();
+    ev.sort();
+    let (mut n, mut best) = (0usize, None::<(i64, i64, usize)>);
+    for (i, &(x, kind)) in ev.iter().enumerate() {
+        if kind < 0 {
+            n += 1;
+            if best.is_none_or(|b| n > b.2) {
+                let end = ev[i + 1..]
+                    .iter()
+                    .find(|e| e.1 > 0)
+                    .map_or(i64::MAX, |e| e.0);
+                best = Some((x, end, n));
+            }
+        } else {
+            n -= 1;
+        }
+    }
+    best
 }
 
 /// Rewrites the time in a record's trailer.
@@ -344,8 +384,9 @@ pub fn run(
     }
     let clock = match clock {
         Clock::Exact => "CLOCK_MONOTONIC, exact".to_string(),
-        Clock::Aligned { offset, pairs, spread } => {
-            format!("perf's clock, aligned on {pairs} mappings: offset {offset:+} ns (within {spread} ns)")
+        Clock::Aligned { offset, pairs, spread, ignored } => {
+            let ignored = if ignored > 0 { format!("; {ignored} other pairings disagreed and were ignored") } else { String::new() };
+            format!("perf's clock, aligned on {pairs} mappings: offset {offset:+} ns (within {spread} ns{ignored})")
         }
         Clock::Unaligned => "perf's clock, no mapping to align on: agent times used as they are (record with -k CLOCK_MONOTONIC)".into(),
     };

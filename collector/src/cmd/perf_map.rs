@@ -62,7 +62,7 @@ pub fn run(path: &Path, pid: Option<u32>, dir: &Path) -> Result<i32> {
             add(t.beside(rel), *addr, false)?;
         }
         for im in t.images.iter().filter(|i| i.path.starts_with("/memfd:")) {
-            if let Some(f) = t.kept_file(im.id) {
+            if let Some(f) = t.kept_file(im) {
                 add(f, im.load_bias, true)?;
             }
         }

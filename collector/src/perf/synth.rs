@@ -309,7 +309,7 @@ impl Synth {
             if !self.build_ids.iter().any(|(b, n)| *b == bid && n == name) {
                 self.build_ids.push((bid.clone(), name.to_vec()));
             }
-            if let Some(file) = t.kept_file(im.id) {
+            if let Some(file) = t.kept_file(im) {
                 self.kept.push((bid, name.to_vec(), file));
             }
         }
