@@ -110,8 +110,9 @@ impl<'a> PerfInput<'a> {
         }
         let mut attrs = Vec::new();
         for i in 0..n {
-            let off = attrs_off + i * attr_size;
-            let size = u32_at(data, off + 4).ok_or("attrs section truncated")? as u64;
+            // Offsets come from the file: saturate, so a wild one reads as out of bounds.
+            let off = attrs_off.saturating_add(i * attr_size);
+            let size = u32_at(data, off.saturating_add(4)).ok_or("attrs section truncated")? as u64;
             let size = if size == 0 { 64 } else { size };
             if size + 16 != attr_size {
                 return Err(format!(
@@ -121,8 +122,8 @@ impl<'a> PerfInput<'a> {
             }
             let raw = slice(data, off, size).ok_or("attrs section truncated")?;
             let (ids_off, ids_len) = (
-                u64_at(data, off + size).unwrap_or(0),
-                u64_at(data, off + size + 8).unwrap_or(0),
+                u64_at(data, off.saturating_add(size)).unwrap_or(0),
+                u64_at(data, off.saturating_add(size).saturating_add(8)).unwrap_or(0),
             );
             let ids = slice(data, ids_off, ids_len).ok_or("event ids lie outside the file")?;
             let flags = u64_at(raw, 40).unwrap_or(0);
@@ -159,12 +160,12 @@ impl<'a> PerfInput<'a> {
         for b in 0..256u32 {
             if bit(b) {
                 let off = u64_at(data, at).ok_or("feature table truncated")?;
-                let size = u64_at(data, at + 8).ok_or("feature table truncated")?;
+                let size = u64_at(data, at.saturating_add(8)).ok_or("feature table truncated")?;
                 if slice(data, off, size).is_none() {
                     return Err(format!("feature {b} lies outside the file"));
                 }
                 sections.push((b, off, size));
-                at += 16;
+                at = at.saturating_add(16);
             }
         }
         Ok(PerfInput {
@@ -308,5 +309,28 @@ impl<'a> Iterator for Records<'a> {
             misc,
             bytes,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header whose attribute section starts near u64::MAX (found by cargo fuzz): an error,
+    /// not an arithmetic overflow.
+    #[test]
+    fn wild_offsets_are_errors() {
+        let mut d = vec![0u8; HEADER_SIZE + 64];
+        d[..8].copy_from_slice(PERF_MAGIC);
+        let put = |d: &mut Vec<u8>, o: usize, v: u64| d[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        put(&mut d, 8, HEADER_SIZE as u64);
+        put(&mut d, 16, 16 + ATTR_SIZE as u64);
+        for attrs_off in [u64::MAX - 3, u64::MAX - 200, 1 << 63] {
+            put(&mut d, 24, attrs_off);
+            put(&mut d, 32, 16 + ATTR_SIZE as u64);
+            put(&mut d, 40, HEADER_SIZE as u64);
+            put(&mut d, 48, 0);
+            assert!(PerfInput::parse(&d).is_err());
+        }
     }
 }
