@@ -257,9 +257,12 @@ impl KnownFiles {
 pub mod req {
     pub const FLUSH: u32 = 1;
     pub const EXIT: u32 = 2;
+    /// mapagent_snapshot was called (its label came through the channel).
     pub const SNAPSHOT: u32 = 4;
     /// Save state and end the writer thread (a credential change is coming).
     pub const PARK: u32 = 8;
+    /// MAPAGENT_SNAPSHOT_SIGNAL arrived.
+    pub const SIGNAL_SNAPSHOT: u32 = 16;
 }
 
 /// Requests from application threads to the writer, and the writer's acknowledgements.

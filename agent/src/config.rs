@@ -22,6 +22,56 @@ pub struct Config {
     pub keep_max: u64,
     /// tracing level for diagnostics (MAPAGENT_LOG), None = silent.
     pub log: Option<tracing::Level>,
+    /// Take a page snapshot this often, in ms (MAPAGENT_INTERVAL_MS); 0: never.
+    pub interval_ms: u64,
+    /// Take a page snapshot when this signal arrives (MAPAGENT_SNAPSHOT_SIGNAL: USR1, SIGUSR2,
+    /// RTMIN+3, or a number).
+    pub snapshot_signal: Option<i32>,
+}
+
+/// A signal by name or number, for MAPAGENT_SNAPSHOT_SIGNAL. Signals that stop, kill or mean
+/// a crash are refused: the agent must not change what they do.
+fn signal(var: &str) -> Option<i32> {
+    let v = std::env::var_os(var)?;
+    let s = v.to_string_lossy();
+    let t = s.trim().to_ascii_uppercase();
+    let t = t.strip_prefix("SIG").unwrap_or(&t);
+    let n = match t {
+        "" => return None,
+        "USR1" => Some(libc::SIGUSR1),
+        "USR2" => Some(libc::SIGUSR2),
+        "HUP" => Some(libc::SIGHUP),
+        "WINCH" => Some(libc::SIGWINCH),
+        "URG" => Some(libc::SIGURG),
+        _ => match t.strip_prefix("RTMIN+") {
+            Some(k) => k.parse::<i32>().ok().map(|k| libc::SIGRTMIN() + k),
+            None if t == "RTMIN" => Some(libc::SIGRTMIN()),
+            None => t.parse::<i32>().ok(),
+        },
+    };
+    let forbidden = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGABRT,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ];
+    match n {
+        Some(n) if n > 0 && n <= libc::SIGRTMAX() && !forbidden.contains(&n) => Some(n),
+        _ => {
+            warn(
+                var,
+                &s,
+                "not a signal the agent may take (try USR2)",
+                "no snapshot signal",
+            );
+            None
+        }
+    }
 }
 
 fn warn(var: &str, val: &str, why: &str, default: &str) {
@@ -126,6 +176,8 @@ impl Config {
             reconcile_ms: num("MAPAGENT_RECONCILE_MS", 1000, 0, 3_600_000),
             keep_max: size("MAPAGENT_KEEP_MAX", 256 << 20),
             log,
+            interval_ms: num("MAPAGENT_INTERVAL_MS", 0, 0, 86_400_000),
+            snapshot_signal: signal("MAPAGENT_SNAPSHOT_SIGNAL"),
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum Kind {
     Thread,
     /// slot: path
     Exec,
+    /// slot: label (mapagent_snapshot)
+    Snapshot,
 }
 
 pub const NO_SLOT: u16 = u16::MAX;

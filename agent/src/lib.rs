@@ -11,6 +11,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod agent;
+mod api;
 mod arena;
 mod config;
 mod dlresolve;
@@ -19,6 +20,7 @@ mod hooks;
 mod images;
 mod lifecycle;
 mod log;
+mod pages;
 mod pool;
 mod real;
 mod sys;

@@ -39,6 +39,9 @@ pub fn init() {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     install_crash_handlers();
+    if let Some(sig) = ag.cfg.snapshot_signal {
+        install_snapshot_signal(sig);
+    }
     // Grown later, with threads sharing it, the descriptor table costs an RCU grace period
     // in the kernel (10 ms measured here), which the first dlopen would pay in high_fd.
     sys::grow_fd_table(crate::hooks::dl::HIGH_FD);
@@ -213,6 +216,25 @@ const CRASH_SIGNALS: [c_int; 7] = [
 /// Handlers for crash signals whose disposition is still the default, so a crashing process
 /// still gets its last records written. Asynchronous signals (SIGINT, SIGTERM) are left alone:
 /// runtimes such as Python install their own only where the default is in place.
+/// MAPAGENT_SNAPSHOT_SIGNAL: a snapshot each time it arrives. Installed only over the default
+/// disposition; an application that sets its own handler later takes the signal back.
+fn install_snapshot_signal(sig: c_int) {
+    unsafe {
+        let mut old: libc::sigaction = core::mem::zeroed();
+        if libc::sigaction(sig, core::ptr::null(), &mut old) != 0
+            || old.sa_sigaction != libc::SIG_DFL
+        {
+            sys::stderr_line(&[b"mapagent: MAPAGENT_SNAPSHOT_SIGNAL: the signal already has a handler; not taking it"]);
+            return;
+        }
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = crate::api::on_snapshot_signal as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, core::ptr::null_mut());
+    }
+}
+
 fn install_crash_handlers() {
     for &sig in &CRASH_SIGNALS {
         unsafe {

@@ -4,11 +4,15 @@
 
 pub mod bigvec;
 pub mod cmd;
+pub mod derive;
+pub mod dirty;
+pub mod elfimage;
 pub mod error;
 pub mod input;
 pub mod perf;
 pub mod progress;
 pub mod select;
+pub mod snapshot;
 pub mod text;
 pub mod timeline;
 

@@ -78,6 +78,28 @@ enum Cmd {
         #[arg(long = "dir", default_value = "/tmp")]
         dir: PathBuf,
     },
+    /// Which symbols of which image sit on private dirty (copied-on-write) pages, and the
+    /// relocations that dirtied them, from a page snapshot (default: the one taken at exit).
+    Dirty {
+        path: PathBuf,
+        #[arg(long)]
+        pid: Option<u32>,
+        /// A snapshot label (mapagent_snapshot("LABEL"), "exit", "signal", "interval") or
+        /// 'end' for the last one.
+        #[arg(long, default_value = "end", value_parser = mapagent::snapshot::Which::parse)]
+        snapshot: mapagent::snapshot::Which,
+        /// Only images whose path contains NAME.
+        #[arg(long, value_name = "NAME")]
+        image: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Every sized symbol and section, clean ones too.
+        #[arg(long)]
+        all: bool,
+        /// Symbols listed per image.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
         path: PathBuf,
@@ -113,6 +135,25 @@ fn main() {
             memfd_as_anon,
         } => mapagent::cmd::inject::run(&input, &output, &path, buildid_dir, memfd_as_anon),
         Cmd::PerfMap { path, pid, dir } => mapagent::cmd::perf_map::run(&path, pid, &dir),
+        Cmd::Dirty {
+            path,
+            pid,
+            snapshot,
+            image,
+            json,
+            all,
+            top,
+        } => mapagent::cmd::dirty::run(
+            &path,
+            &mapagent::cmd::dirty::Args {
+                pid,
+                snapshot,
+                image,
+                json,
+                all,
+                top,
+            },
+        ),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -86,6 +86,8 @@ pub struct Timeline<'a> {
     /// ELF images found in anonymous executable memory: (address, kept file relative to the
     /// record's directory).
     pub anon_elf: Vec<(u64, PathBuf)>,
+    /// Page snapshots, in the order taken (their pages are read on demand: see `snapshot`).
+    pub snapshots: Vec<crate::snapshot::SnapshotInfo>,
     pub truncated: Option<String>,
     parsed: &'a Parsed<'a>,
     /// What replaying needs, built on first use: `mapagent perf` over millions of mmaps never
@@ -110,12 +112,18 @@ fn cause_name(c: u8) -> &'static str {
     }
 }
 
-/// Kinds that only change the address space: their time is all `build` needs, and every one
+/// Kinds whose time is all `build` needs (mapping changes, a snapshot's pages), and every one
 /// of them starts with it.
 fn is_mapping_kind(k: u16) -> bool {
     matches!(
         k,
-        kind::MMAP | kind::MUNMAP | kind::MREMAP | kind::MPROTECT | kind::SHMAT | kind::SHMDT
+        kind::MMAP
+            | kind::MUNMAP
+            | kind::MREMAP
+            | kind::MPROTECT
+            | kind::SHMAT
+            | kind::SHMDT
+            | kind::PAGES
     )
 }
 
@@ -138,12 +146,13 @@ impl<'a> Timeline<'a> {
             reconciles: 0,
             lost: 0,
             anon_elf: Vec::new(),
+            snapshots: Vec::new(),
             truncated: parsed.truncated.clone(),
             parsed,
             replay: Default::default(),
             page,
         };
-        for item in parsed.items.iter() {
+        for (index, item) in parsed.items.iter().enumerate() {
             if is_mapping_kind(item.kind) {
                 if let Some(ts) = item.payload.first_chunk::<8>() {
                     t.last_ts = t.last_ts.max(u64::from_le_bytes(*ts));
@@ -209,6 +218,20 @@ impl<'a> Timeline<'a> {
                 }
                 Record::Exit(e) => t.exit = Some(*e),
                 Record::Exec(e) => t.exec = Some((e.ts, e.path.lossy().into_owned())),
+                Record::Snapshot(s) => t.snapshots.push(crate::snapshot::SnapshotInfo {
+                    id: s.id,
+                    ts: s.ts,
+                    trigger: s.trigger,
+                    tid: s.tid,
+                    label: s.label.lossy().into_owned(),
+                    item: index,
+                    end: None,
+                }),
+                Record::SnapshotEnd(e) => {
+                    if let Some(s) = t.snapshots.iter_mut().rev().find(|s| s.id == e.id) {
+                        s.end = Some(*e);
+                    }
+                }
                 _ => {}
             }
         }
@@ -285,6 +308,11 @@ impl<'a> Timeline<'a> {
             });
         }
         r
+    }
+
+    /// The process's page size.
+    pub fn page_size(&self) -> u64 {
+        self.page
     }
 
     pub fn pid(&self) -> u32 {

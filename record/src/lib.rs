@@ -12,6 +12,7 @@ pub mod model;
 pub mod records;
 pub mod region;
 pub mod replay;
+pub mod runs;
 
 pub use codec::{Bytes, DecodeError, Hex};
 pub use records::Record;

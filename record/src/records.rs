@@ -27,6 +27,9 @@ pub mod kind {
     pub const EXIT: u16 = 17;
     pub const WARNING: u16 = 18;
     pub const KEPT_IMAGE: u16 = 19;
+    pub const SNAPSHOT: u16 = 20;
+    pub const PAGES: u16 = 21;
+    pub const SNAPSHOT_END: u16 = 22;
 }
 
 /// How the process came to be recorded.
@@ -425,6 +428,116 @@ wire_struct! {
     }
 }
 
+/// Why a page snapshot was taken.
+pub mod snapshot_trigger {
+    /// The process was ending (every recording has one, unless it was killed).
+    pub const EXIT: u8 = 0;
+    /// Every MAPAGENT_INTERVAL_MS.
+    pub const INTERVAL: u8 = 1;
+    /// The signal named by MAPAGENT_SNAPSHOT_SIGNAL.
+    pub const SIGNAL: u8 = 2;
+    /// The application called mapagent_snapshot(label).
+    pub const API: u8 = 3;
+}
+
+/// Bits of a page's state (a `Run`'s `state`); `Pages::known` says which of them were read.
+pub mod page {
+    /// Mapped in this process (pagemap bit 63).
+    pub const PRESENT: u8 = 0x01;
+    /// Swapped out (pagemap bit 62).
+    pub const SWAPPED: u8 = 0x02;
+    /// A page-cache page or shared anonymous memory (pagemap bit 61). A present page of a
+    /// private file mapping without it was copied on write.
+    pub const FILE: u8 = 0x04;
+    /// Mapped only here (pagemap bit 56, PM_MMAP_EXCLUSIVE).
+    pub const EXCLUSIVE: u8 = 0x08;
+    /// In the page cache (mincore), whether or not mapped here.
+    pub const CACHED: u8 = 0x10;
+    /// A transparent huge page.
+    pub const HUGE: u8 = 0x40;
+}
+
+wire_struct! {
+    /// Start of a page snapshot: one Pages record per mapping follows, then SnapshotEnd. The
+    /// address space was reconciled with the kernel's just before, so the mappings are those
+    /// of the model at `ts`.
+    pub struct Snapshot<'a> {
+        pub ts: u64,
+        pub id: u32,
+        pub trigger: u8,
+        pub tid: u32,
+        pub label: Bytes<'a>,
+    }
+}
+
+wire_struct! {
+    /// `pages` consecutive pages in one state.
+    pub struct Run {
+        pub pages: u32,
+        pub state: u8,
+    }
+}
+
+/// How a mapping's pages were read.
+pub mod scan_method {
+    /// PAGEMAP_SCAN for the present and swapped runs, then pagemap for their bits.
+    pub const PAGEMAP_SCAN: u8 = 1;
+    /// /proc/self/pagemap for every page (kernels before 6.7).
+    pub const PAGEMAP: u8 = 2;
+    /// mincore for residency (private anonymous memory without swap: present == resident).
+    pub const MINCORE: u8 = 3;
+}
+
+/// The pages of one mapping [start, end) in snapshot `id`, as runs covering it in order.
+/// (Written out rather than with `wire_struct!`: it owns a list, so it cannot be `Copy`.)
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Pages {
+    pub ts: u64,
+    pub id: u32,
+    pub start: u64,
+    pub end: u64,
+    /// Which `page` bits were read (the others are 0 by default, not by observation).
+    pub known: u8,
+    pub method: u8,
+    pub runs: Vec<Run>,
+}
+
+impl<'a> Wire<'a> for Pages {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.ts.put(out);
+        self.id.put(out);
+        self.start.put(out);
+        self.end.put(out);
+        self.known.put(out);
+        self.method.put(out);
+        self.runs.put(out);
+    }
+    fn get(d: &mut Dec<'a>) -> Result<Self, DecodeError> {
+        Ok(Pages {
+            ts: Wire::get(d)?,
+            id: Wire::get(d)?,
+            start: Wire::get(d)?,
+            end: Wire::get(d)?,
+            known: Wire::get(d)?,
+            method: Wire::get(d)?,
+            runs: Wire::get(d)?,
+        })
+    }
+}
+
+wire_struct! {
+    /// End of snapshot `id`: how much was scanned and how long it took.
+    pub struct SnapshotEnd {
+        pub ts: u64,
+        pub id: u32,
+        pub regions: u32,
+        pub pages: u64,
+        pub present: u64,
+        pub duration_ns: u64,
+    }
+}
+
 wire_struct! {
     /// Something the agent could not do, in its own words.
     pub struct Warning<'a> {
@@ -457,6 +570,9 @@ pub enum Record<'a> {
     Exit(Exit),
     Warning(Warning<'a>),
     KeptImage(KeptImage<'a>),
+    Snapshot(Snapshot<'a>),
+    Pages(Pages),
+    SnapshotEnd(SnapshotEnd),
     /// A kind this reader does not know (written by a newer agent): skipped, not an error.
     Unknown {
         kind: u16,
@@ -524,6 +640,9 @@ record_kinds! {
     Exit => kind::EXIT,
     Warning => kind::WARNING,
     KeptImage => kind::KEPT_IMAGE,
+    Snapshot => kind::SNAPSHOT,
+    Pages => kind::PAGES,
+    SnapshotEnd => kind::SNAPSHOT_END,
 }
 
 impl Record<'_> {
@@ -549,6 +668,9 @@ impl Record<'_> {
             Record::Exit(r) => r.ts,
             Record::Warning(r) => r.ts,
             Record::KeptImage(r) => r.ts,
+            Record::Snapshot(r) => r.ts,
+            Record::Pages(r) => r.ts,
+            Record::SnapshotEnd(r) => r.ts,
             Record::Unknown { .. } => return None,
         })
     }

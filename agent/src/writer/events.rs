@@ -257,6 +257,11 @@ impl Writer {
                 }));
                 self.note_trigger(trigger::EXEC, ts, 0);
             }
+            Kind::Snapshot => {
+                // Taken once the events before it are applied (see due_snapshots).
+                let label = slot.map(|s| SlotReader::new(s).bytes()).unwrap_or(b"");
+                self.pending_snapshots.push((label.to_vec(), tid));
+            }
         }
     }
 }

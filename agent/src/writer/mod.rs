@@ -8,6 +8,7 @@ mod keep;
 mod out;
 mod process;
 mod reconcile;
+mod snapshot;
 
 pub mod identity;
 
@@ -183,6 +184,11 @@ pub struct Writer {
     loaded: std::collections::HashMap<u64, LoadedImage>,
     kept: std::collections::HashSet<u64>,
     page: u64,
+    /// Page snapshots taken, when the last one ended, and those mapagent_snapshot asked for
+    /// (label, tid) still to take.
+    snapshots: u32,
+    last_snapshot: u64,
+    pending_snapshots: Vec<(Vec<u8>, u32)>,
 }
 
 impl Writer {
@@ -209,6 +215,9 @@ impl Writer {
             loaded: Default::default(),
             kept: Default::default(),
             page,
+            snapshots: 0,
+            last_snapshot: sys::now(),
+            pending_snapshots: Vec::new(),
         };
         base.desc.gen = w.out.gen;
         w.out.put(&Record::Process(base.desc.record()));
@@ -252,13 +261,12 @@ impl Writer {
             self.note_lost();
             let now = sys::now();
             let since_reconcile = now.saturating_sub(self.last_reconcile);
-            if requests & (req::FLUSH | req::EXIT | req::SNAPSHOT) != 0 {
-                let t = if requests & req::EXIT != 0 {
-                    trigger::EXIT
-                } else {
-                    trigger::SNAPSHOT
-                };
-                self.reconcile(t);
+            if requests & req::EXIT != 0 {
+                // The last look at the pages (with its own final reconcile).
+                self.snapshot(rec::snapshot_trigger::EXIT, b"exit", 0);
+            } else if requests & req::FLUSH != 0 {
+                // An exec ends this program's image: its last look too.
+                self.snapshot(rec::snapshot_trigger::EXIT, b"exec", 0);
             } else if let Some(t) = self
                 .triggers
                 .first()
@@ -276,6 +284,9 @@ impl Writer {
                 {
                     self.reconcile(trigger::PERIODIC);
                 }
+            }
+            if requests & req::EXIT == 0 {
+                self.due_snapshots(requests & req::SIGNAL_SNAPSHOT != 0);
             }
             if requests & req::EXIT != 0 {
                 self.finish();

@@ -45,6 +45,15 @@ impl Writer {
     /// calls bracket the read; a read that overlapped something is retried (for a bounded time),
     /// and if it never comes out clean its changes are placed at the read time, not earlier.
     pub(super) fn reconcile(&mut self, why: u8) {
+        self.reconcile_inner(why, false);
+    }
+
+    /// A reconcile that also returns the kernel's view it read (for a page snapshot).
+    pub(super) fn reconcile_view(&mut self, why: u8) -> Option<Vec<Region>> {
+        self.reconcile_inner(why, true)
+    }
+
+    fn reconcile_inner(&mut self, why: u8, keep: bool) -> Option<Vec<Region>> {
         let ag = self.ag;
         let give_up = sys::now()
             + if why == trigger::EXIT {
@@ -66,7 +75,7 @@ impl Writer {
             self.drain();
             let ts = sys::now();
             if sys::read_file(c"/proc/self/maps", &mut buf).is_err() {
-                return;
+                return None;
             }
             let clean = quiet
                 && ag.started.load(Ordering::SeqCst) == started
@@ -76,9 +85,13 @@ impl Writer {
                 break (ts, clean);
             }
         };
-        let Ok(kernel) = parse_maps(&buf) else { return };
+        let Ok(kernel) = parse_maps(&buf) else {
+            return None;
+        };
         self.ids.learn(&kernel);
+        let view = keep.then(|| kernel.clone());
         self.write_reconcile(kernel, ts, why, clean);
+        view.or(Some(Vec::new()))
     }
 
     /// Records how `kernel` (read at `ts`) differs from the model and adopts it.

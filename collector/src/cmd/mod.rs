@@ -1,5 +1,6 @@
 //! One module per CLI subcommand.
 
+pub mod dirty;
 pub mod dump;
 pub mod images;
 pub mod inject;

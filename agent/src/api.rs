@@ -1,0 +1,53 @@
+//! What an application can call (declared in include/mapagent.h).
+
+use crate::agent::{self, req};
+use crate::event::{Event, Kind};
+use crate::pool::SlotWriter;
+use crate::tls;
+use core::ffi::{c_char, c_int};
+
+/// How long mapagent_snapshot waits for the writer to finish the snapshot.
+const SNAPSHOT_WAIT_NS: u64 = 30_000_000_000;
+
+/// Takes a page-state snapshot of every mapping, labelled `label` (may be NULL), and returns
+/// once it is written: 0, or -1 if the agent is not recording (not preloaded, disabled,
+/// inert under setuid) or the writer did not finish in time.
+#[no_mangle]
+pub unsafe extern "C" fn mapagent_snapshot(label: *const c_char) -> c_int {
+    std::panic::catch_unwind(|| snapshot(label)).unwrap_or(-1)
+}
+
+fn snapshot(label: *const c_char) -> c_int {
+    let Some(ag) = agent::recording() else {
+        return -1;
+    };
+    // Not from the writer itself (it would wait for itself), nor from inside the agent.
+    if tls::is_writer() {
+        return -1;
+    }
+    let Some(_g) = tls::Guard::enter() else {
+        return -1;
+    };
+    let mut ev = Event::new(Kind::Snapshot, [0; 8]);
+    if let Some(slot) = ag.pool.take() {
+        unsafe { SlotWriter::new(ag.pool.bytes(slot)).cstr(label) };
+        ev.slot = slot;
+    }
+    if !ag.push(ev) {
+        return -1;
+    }
+    let seq = ag.ctl.post(ag, req::SNAPSHOT);
+    if ag.ctl.wait(seq, SNAPSHOT_WAIT_NS) {
+        0
+    } else {
+        -1
+    }
+}
+
+/// The handler for MAPAGENT_SNAPSHOT_SIGNAL: asks the writer for a snapshot and returns
+/// (async-signal-safe: an atomic and a futex wake).
+pub extern "C" fn on_snapshot_signal(_sig: c_int) {
+    if let Some(ag) = agent::recording() {
+        ag.ctl.post(ag, req::SIGNAL_SNAPSHOT);
+    }
+}
