@@ -13,8 +13,8 @@
 
 use core::ffi::{c_int, c_ulong, c_void};
 use mapagent_record::records::{page, scan_method, Run};
-use mapagent_record::runs::{overlay, Runs};
 use mapagent_record::region::Region;
+use mapagent_record::runs::{overlay, Runs};
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

@@ -69,11 +69,10 @@ pub fn derive(info: &ElfInfo, view: &FileView<'_>, gaps: &[(u64, u64)]) -> Vec<D
             .ok()
             .map(|i| &relocs[i])
     };
-    let target_fn = |r: &Reloc| -> Option<String> {
-        let t = r.target?;
-        let s = containing(&info.symbols, t).filter(|s| s.func)?;
-        Some(demangle(&s.name))
-    };
+    // The function a relocation points to; demangled only where a name is wanted, since
+    // demangling every target is most of the cost on a large Rust library.
+    let target_sym = |r: &Reloc| containing(&info.symbols, r.target?).filter(|s| s.func);
+    let target_fn = |r: &Reloc| target_sym(r).map(|s| demangle(&s.name));
     let mut out: Vec<Derived> = Vec::new();
     let mut grouped: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     for &(lo, hi) in gaps {
@@ -83,7 +82,12 @@ pub fn derive(info: &ElfInfo, view: &FileView<'_>, gaps: &[(u64, u64)]) -> Vec<D
             let r = &relocs[i];
             let a = r.addr;
             // A vtable: drop_in_place<T> (a pointer), size, align, then method pointers.
-            if let Some(f) = target_fn(r).filter(|f| f.starts_with("core::ptr::drop_in_place<")) {
+            // Both manglings spell the identifier out, so filter before demangling.
+            let drop_fn = target_sym(r).filter(|s| s.name.contains("drop_in_place"));
+            if let Some(f) = drop_fn
+                .map(|s| demangle(&s.name))
+                .filter(|f| f.starts_with("core::ptr::drop_in_place<"))
+            {
                 let align = view.word(a + 16).unwrap_or(0);
                 if !has_reloc(a + 8)
                     && !has_reloc(a + 16)
@@ -139,22 +143,50 @@ pub fn derive(info: &ElfInfo, view: &FileView<'_>, gaps: &[(u64, u64)]) -> Vec<D
                     continue;
                 }
             }
-            // A vtable of a type without drop glue: 0, size, align, then methods.
+            // A vtable of a type without drop glue: 0, size, align, then method pointers.
             if a >= lo + 24 && !has_reloc(a - 8) && !has_reloc(a - 16) && !has_reloc(a - 24) {
-                if let Some(imp) = target_fn(r).as_deref().and_then(impl_of) {
-                    let align = view.word(a - 8).unwrap_or(0);
-                    if view.word(a - 24) == Some(0) && align.is_power_of_two() && align <= 4096 {
+                let align = view.word(a - 8).unwrap_or(0);
+                let size = view.word(a - 16).unwrap_or(u64::MAX);
+                if let Some(method) = target_sym(r) {
+                    if view.word(a - 24) == Some(0)
+                        && align.is_power_of_two()
+                        && align <= 4096
+                        && size % align == 0
+                        && size < 1 << 32
+                    {
                         let mut end = a;
-                        while end < hi && has_reloc(end) {
+                        while end < hi && reloc_at(end).and_then(target_sym).is_some() {
                             end += 8;
                         }
+                        let method = demangle(&method.name);
+                        let name = match impl_of(&method) {
+                            Some(imp) => format!("vtable for {imp}"),
+                            None => format!("vtable ({method}, ...)"),
+                        };
                         out.push(Derived {
-                            name: format!("vtable for {imp}"),
+                            name,
                             pieces: vec![(a - 24, end - (a - 24))],
                         });
                         i = relocs.partition_point(|r| r.addr < end);
                         continue;
                     }
+                }
+            }
+            // A slice of something that is not text: a pointer and a plausible length.
+            if let (Some(t), false) = (r.target, has_reloc(a + 8)) {
+                let len = view.word(a + 8).unwrap_or(u64::MAX);
+                if len > 0 && len < 1 << 24 && containing(&info.symbols, t).is_none_or(|s| !s.func)
+                {
+                    let what = match containing(&info.symbols, t) {
+                        Some(s) => demangle(&s.name),
+                        None => format!("unnamed data in {}", section_name(info, t)),
+                    };
+                    grouped
+                        .entry(format!("slices of {what}"))
+                        .or_default()
+                        .push((a, 16));
+                    i += 1;
+                    continue;
                 }
             }
             // Anything else: named after what it points to.
@@ -163,7 +195,7 @@ pub fn derive(info: &ElfInfo, view: &FileView<'_>, gaps: &[(u64, u64)]) -> Vec<D
                 (Some(t), None) => match containing(&info.symbols, t) {
                     Some(s) if s.func => "pointers to functions".to_string(),
                     Some(s) => format!("pointers to {}", demangle(&s.name)),
-                    None => "pointers to unnamed data".to_string(),
+                    None => format!("pointers to unnamed data in {}", section_name(info, t)),
                 },
                 (None, None) => "other relocated words".to_string(),
             };
@@ -175,6 +207,13 @@ pub fn derive(info: &ElfInfo, view: &FileView<'_>, gaps: &[(u64, u64)]) -> Vec<D
         out.push(Derived { name, pieces });
     }
     out
+}
+
+fn section_name(info: &ElfInfo, addr: u64) -> &str {
+    info.sections
+        .iter()
+        .find(|s| addr >= s.addr && addr < s.addr + s.size)
+        .map_or("no section", |s| s.name.as_str())
 }
 
 /// "<T as Trait>" from "<T as Trait>::method".

@@ -451,10 +451,20 @@ fn symbol_reports(
     for s in info.symbols.iter().filter(|s| loaded(s.addr)) {
         let piece = (s.addr, s.size);
         covered.push((s.addr, s.addr.saturating_add(s.size)));
-        let name = demangle(&s.name);
-        let mangled = (name != s.name).then(|| s.name.clone());
-        if let Some(r) = piece_report(info, bias, ip, opts, name, "symbol", &[piece], s.func) {
-            out.push(SymbolReport { mangled, ..r });
+        // Named after the report is known to be wanted: demangling is the expensive part.
+        if let Some(r) = piece_report(
+            info,
+            bias,
+            ip,
+            opts,
+            String::new(),
+            "symbol",
+            &[piece],
+            s.func,
+        ) {
+            let name = demangle(&s.name);
+            let mangled = (name != s.name).then(|| s.name.clone());
+            out.push(SymbolReport { name, mangled, ..r });
         }
     }
     // Relocated data without a symbol, named after what it points to.

@@ -37,8 +37,22 @@ pub fn overlay(a: &[Run], b: &[Run], f: impl Fn(u8, u8) -> u8) -> Vec<Run> {
     while let (Some(x), Some(y)) = (ra, rb) {
         let n = x.pages.min(y.pages);
         out.push(n as u64, f(x.state, y.state));
-        ra = if x.pages > n { Some(Run { pages: x.pages - n, ..x }) } else { ia.next() };
-        rb = if y.pages > n { Some(Run { pages: y.pages - n, ..y }) } else { ib.next() };
+        ra = if x.pages > n {
+            Some(Run {
+                pages: x.pages - n,
+                ..x
+            })
+        } else {
+            ia.next()
+        };
+        rb = if y.pages > n {
+            Some(Run {
+                pages: y.pages - n,
+                ..y
+            })
+        } else {
+            ib.next()
+        };
     }
     // Whatever one side has left (they cover the same pages, so nothing, unless a read fell
     // short): keep its states.

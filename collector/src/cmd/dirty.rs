@@ -31,21 +31,27 @@ pub fn reports(path: &Path, a: &Args) -> Result<(Vec<Report>, bool)> {
         all: a.all,
     };
     let mut out = Vec::new();
-    let mut first_err = None;
+    let mut skipped = Vec::new();
     for t in &chosen {
         match dirty::analyse(t, &a.snapshot, &opts) {
             Ok(r) => out.push(r),
-            Err(e) if chosen.len() > 1 => {
-                eprintln!("mapagent: pid {}: {e}", t.pid());
-                first_err.get_or_insert(e);
-            }
+            Err(e) if chosen.len() > 1 => skipped.push((t.pid(), e)),
             Err(e) => return Err(e),
         }
     }
-    match (out.is_empty(), first_err) {
-        (true, Some(e)) => Err(e),
-        _ => Ok((out, truncated)),
+    if out.is_empty() {
+        let (_, first) = skipped.remove(0);
+        for (pid, e) in &skipped {
+            eprintln!("mapagent: pid {pid}: {e}");
+        }
+        return Err(first);
     }
+    // A process that had no such image (a shell or a launcher before exec) is not an error
+    // when another process answered.
+    for (pid, e) in &skipped {
+        eprintln!("mapagent: note: pid {pid} skipped: {e}");
+    }
+    Ok((out, truncated))
 }
 
 pub fn run(path: &Path, a: &Args) -> Result<i32> {

@@ -82,6 +82,15 @@ pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
             "run: no command given (mapagent run -- CMD [ARGS])",
         ));
     };
+    // The command first: a typo should be reported as one, whatever else is missing.
+    match resolve_command(program) {
+        Some(p) => {
+            if let Some(why) = unobservable(&p) {
+                eprintln!("mapagent: warning: {}: {why}", p.display());
+            }
+        }
+        None => return Err(Error::input(format!("run: {program}: command not found"))),
+    }
     let lib = find_agent()?;
     let lib = std::fs::canonicalize(&lib).unwrap_or(lib);
     let cwd = std::env::current_dir()
@@ -92,14 +101,6 @@ pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
     } else {
         cwd.join(dir)
     };
-    match resolve_command(program) {
-        Some(p) => {
-            if let Some(why) = unobservable(&p) {
-                eprintln!("mapagent: warning: {}: {why}", p.display());
-            }
-        }
-        None => return Err(Error::input(format!("run: {program}: command not found"))),
-    }
     let before = list(&dir);
     let preload = match std::env::var_os("LD_PRELOAD") {
         Some(old) if !old.is_empty() => {
