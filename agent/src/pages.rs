@@ -7,6 +7,7 @@
 //! - mincore gives residency: for private anonymous memory with no swap configured that is
 //!   exactly "present", at a tenth of pagemap's cost on dense memory; for a file mapping it is
 //!   page-cache residency, used only where the kernel reports it truthfully.
+//!
 //! Results are runs of equal state, never a byte per page kept around.
 //! (Slices are taken with `get`: every panic site is a relocated location record, and the
 //! agent's relocated data is private dirty memory in every process it is loaded into.)

@@ -317,6 +317,12 @@ impl Writer {
                 let quarter = (self.ag.cfg.buffer / 4) as u64;
                 (quarter.saturating_mul(elapsed) / n as u64).clamp(200_000, cap)
             };
+            // Wake in time for the next interval snapshot.
+            let every = self.ag.cfg.interval_ms.saturating_mul(1_000_000);
+            if every > 0 {
+                let due = self.last_snapshot.saturating_add(every).saturating_sub(t);
+                sleep_ns = sleep_ns.min(due.max(100_000));
+            }
             // Arm the burst wake again, then sleep unless a burst or a request arrived during
             // this cycle (a wake that came in meanwhile left `wake` at 1: futex_wait returns).
             self.ag.woken.store(false, Ordering::SeqCst);
