@@ -6,6 +6,7 @@
 //! - a panic location is a pointer to a file name ending in ".rs", its length, a line and a
 //!   column (24 bytes);
 //! - a string slice is a pointer to text and its length.
+//!
 //! Anything else is named after the symbol its pointer targets. Panic locations and string
 //! slices are gathered per source file (there can be thousands).
 
@@ -151,7 +152,7 @@ pub fn derive(info: &ElfInfo, view: &FileView<'_>, gaps: &[(u64, u64)]) -> Vec<D
                     if view.word(a - 24) == Some(0)
                         && align.is_power_of_two()
                         && align <= 4096
-                        && size % align == 0
+                        && size.is_multiple_of(align)
                         && size < 1 << 32
                     {
                         let mut end = a;

@@ -92,6 +92,10 @@ pub struct SymbolReport {
     pub dirty_page_addrs: Vec<u64>,
     pub relocation_pages: Vec<u64>,
     pub verdict: String,
+    /// Its byte ranges at run time (several for a group of unnamed objects; none for bytes
+    /// given to their section), for the page map.
+    #[serde(skip)]
+    pub pieces: Vec<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -111,6 +115,9 @@ pub struct ImageReport {
     pub sections: Vec<SectionReport>,
     pub symbols: Vec<SymbolReport>,
     pub warnings: Vec<String>,
+    /// Every page of every PT_LOAD and what it is, by address (for the page map).
+    #[serde(skip)]
+    pub page_kinds: Vec<(u64, PageKind)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -326,6 +333,7 @@ fn image_report(t: &Timeline<'_>, im: &ImageSpan, pm: &PageMap, opts: &Options) 
         sections,
         symbols,
         warnings,
+        page_kinds: ip.pages,
     }
 }
 
@@ -373,6 +381,7 @@ fn in_relro(info: &ElfInfo, addr: u64) -> bool {
 }
 
 /// What to make of a stretch of bytes on an image's pages.
+#[allow(clippy::too_many_arguments)]
 fn verdict(
     info: &ElfInfo,
     section: &str,
@@ -586,6 +595,10 @@ fn piece_report(
         relocation_pages: rpages,
         dirty_page_addrs: dirty,
         verdict: v,
+        pieces: pieces
+            .iter()
+            .map(|&(a, l)| (bias.wrapping_add(a), l))
+            .collect(),
     })
 }
 
@@ -709,6 +722,14 @@ fn unattributed(
                 )
             } else if name == ".dynamic" {
                 "the dynamic section (the loader writes its addresses)".to_string()
+            } else if matches!(
+                name.as_str(),
+                ".init_array" | ".fini_array" | ".preinit_array"
+            ) {
+                format!(
+                    "{n} constructor/destructor pointer{} relocated at load",
+                    if n == 1 { "" } else { "s" }
+                )
             } else if n > 0 {
                 format!(
                     "unnamed data with {n} relocation{}",
@@ -732,103 +753,8 @@ fn unattributed(
                 relocation_pages: reloc_pages(&relocs, bias, page),
                 dirty_page_addrs: pages,
                 verdict: v,
+                pieces: Vec::new(),
             }
         })
         .collect()
-}
-
-/// A limit on an image's private dirty pages (`mapagent check --max-dirty IMAGE=PAGES`).
-#[derive(Clone, Debug)]
-pub struct Limit {
-    /// Matched against the image's path (a substring, e.g. "libfoo.so").
-    pub image: String,
-    pub max_pages: u64,
-}
-
-impl std::str::FromStr for Limit {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Limit, String> {
-        let (image, n) = s
-            .rsplit_once('=')
-            .ok_or_else(|| format!("'{s}': expected IMAGE=PAGES, e.g. libfoo.so=4"))?;
-        let max_pages = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{s}': '{n}' is not a number of pages"))?;
-        if image.is_empty() {
-            return Err(format!("'{s}': no image name before '='"));
-        }
-        Ok(Limit {
-            image: image.to_string(),
-            max_pages,
-        })
-    }
-}
-
-/// An image over its limit, with the symbols that put it there.
-#[derive(Clone, Debug, Serialize)]
-pub struct Violation {
-    pub pid: u32,
-    pub image: String,
-    pub dirty_pages: u64,
-    pub max_pages: u64,
-    pub symbols: Vec<SymbolReport>,
-}
-
-/// The images in `report` over their limits; a limit that matches no image is an error (a
-/// typo would otherwise make the check pass forever).
-pub fn check(reports: &[Report], limits: &[Limit]) -> std::result::Result<Vec<Violation>, String> {
-    let mut out = Vec::new();
-    for l in limits {
-        let mut matched = false;
-        for r in reports {
-            for im in r.images.iter().filter(|i| i.path.contains(&l.image)) {
-                matched = true;
-                if im.dirty_pages > l.max_pages {
-                    out.push(Violation {
-                        pid: r.pid,
-                        image: im.path.clone(),
-                        dirty_pages: im.dirty_pages,
-                        max_pages: l.max_pages,
-                        symbols: im
-                            .symbols
-                            .iter()
-                            .filter(|s| s.dirty_pages > 0)
-                            .take(20)
-                            .cloned()
-                            .collect(),
-                    });
-                }
-            }
-        }
-        if !matched {
-            return Err(format!(
-                "--max-dirty {}={}: no loaded image matches '{}'",
-                l.image, l.max_pages, l.image
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// The check as a library call: analyse every process of a recording (a file or directory)
-/// at its last snapshot and compare with `limits`.
-pub fn check_recording(path: &std::path::Path, limits: &[Limit]) -> Result<Vec<Violation>> {
-    let loaded = crate::select::Loaded::open(path)?;
-    let parsed = loaded.parse()?;
-    let all = crate::select::timelines(&loaded, &parsed);
-    let mut reports = Vec::new();
-    for t in &all {
-        if t.snapshots.is_empty() {
-            continue;
-        }
-        reports.push(analyse(t, &Which::End, &Options::default())?);
-    }
-    if reports.is_empty() {
-        return Err(Error::input(format!(
-            "{}: no page snapshot in any recording",
-            path.display()
-        )));
-    }
-    check(&reports, limits).map_err(Error::input)
 }

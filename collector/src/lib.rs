@@ -3,12 +3,15 @@
 //! `timeline` replays them.
 
 pub mod bigvec;
+pub mod check;
 pub mod cmd;
 pub mod derive;
+pub mod diff;
 pub mod dirty;
 pub mod elfimage;
 pub mod error;
 pub mod input;
+pub mod page_map;
 pub mod perf;
 pub mod progress;
 pub mod select;

@@ -100,6 +100,57 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         top: usize,
     },
+    /// Private dirty pages per image and per symbol between two recordings (before and after
+    /// a patch), with totals.
+    Diff {
+        /// The recording before (a file or directory).
+        before: PathBuf,
+        /// The recording after.
+        after: PathBuf,
+        #[arg(long, default_value = "end", value_parser = mapagent::snapshot::Which::parse)]
+        snapshot: mapagent::snapshot::Which,
+        /// Only images whose path contains NAME.
+        #[arg(long, value_name = "NAME")]
+        image: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Unchanged images too, and every changed symbol.
+        #[arg(long)]
+        all: bool,
+        /// Changed symbols listed per image.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// Run CMD under the agent and fail (exit 1) when an image has more private dirty pages
+    /// than allowed, listing the symbols on them: a gate for a library's CI.
+    Check {
+        /// IMAGE=PAGES: at most PAGES copied-on-write pages in every image whose path contains
+        /// IMAGE (repeat for several).
+        #[arg(long = "max-dirty", value_name = "IMAGE=PAGES", required = true)]
+        max_dirty: Vec<mapagent::check::Limit>,
+        /// Keep the records here (default: a temporary directory, kept only on failure).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// The violations as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// An image's pages as a self-contained HTML page: every page of every segment a cell
+    /// coloured clean / dirty / not present; hovering a cell lists its symbols.
+    Pages {
+        path: PathBuf,
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long, default_value = "end", value_parser = mapagent::snapshot::Which::parse)]
+        snapshot: mapagent::snapshot::Which,
+        /// The image (a substring of its path).
+        #[arg(long, value_name = "NAME")]
+        image: String,
+        #[arg(short = 'o', long = "output", default_value = "page-map.html")]
+        output: PathBuf,
+    },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
         path: PathBuf,
@@ -154,6 +205,43 @@ fn main() {
                 top,
             },
         ),
+        Cmd::Diff {
+            before,
+            after,
+            snapshot,
+            image,
+            json,
+            all,
+            top,
+        } => mapagent::cmd::diff::run(
+            &before,
+            &after,
+            &mapagent::cmd::diff::Args {
+                snapshot,
+                image,
+                json,
+                top,
+                all,
+            },
+        ),
+        Cmd::Pages {
+            path,
+            pid,
+            snapshot,
+            image,
+            output,
+        } => mapagent::cmd::pages::run(&path, pid, snapshot, &image, &output),
+        Cmd::Check {
+            max_dirty,
+            output,
+            json,
+            cmd,
+        } => mapagent::cmd::check::run(&mapagent::cmd::check::Args {
+            limits: max_dirty,
+            output,
+            json,
+            cmd,
+        }),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -127,32 +127,6 @@ fn blog_reproduction_names_the_struct_its_relocation_and_its_page() {
     );
 }
 
-/// Anonymous: kB per mapping (start, end) of a /proc/self/smaps dump.
-fn smaps_anonymous(path: &Path) -> Vec<(u64, u64, String, u64)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut out = Vec::new();
-    for l in text.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() >= 5 && f[0].contains('-') && f[1].len() == 4 {
-            let (s, e) = f[0].split_once('-').unwrap();
-            let file = f[4] != "0" && f[1].ends_with('p');
-            out.push((
-                u64::from_str_radix(s, 16).unwrap(),
-                u64::from_str_radix(e, 16).unwrap(),
-                if file {
-                    f.get(5).unwrap_or(&"").to_string()
-                } else {
-                    String::new()
-                },
-                u64::MAX,
-            ));
-        } else if let Some(v) = l.strip_prefix("Anonymous:") {
-            out.last_mut().unwrap().3 = v.trim().trim_end_matches(" kB").trim().parse().unwrap();
-        }
-    }
-    out.into_iter().filter(|m| !m.2.is_empty()).collect()
-}
-
 #[test]
 fn copied_on_write_pages_equal_smaps_anonymous_for_every_file_mapping() {
     let dir = scratch("dirty-smaps");

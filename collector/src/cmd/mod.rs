@@ -1,10 +1,13 @@
 //! One module per CLI subcommand.
 
+pub mod check;
+pub mod diff;
 pub mod dirty;
 pub mod dump;
 pub mod images;
 pub mod inject;
 pub mod maps;
+pub mod pages;
 pub mod perf;
 pub mod perf_map;
 pub mod run;
