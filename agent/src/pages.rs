@@ -163,9 +163,7 @@ impl Scanner {
             if rc != 0 {
                 return None;
             }
-            for &v in self.vec.get(..n).unwrap_or(&[]) {
-                runs.push(1, if v & 1 != 0 { bit } else { 0 });
-            }
+            push_residency_runs(self.vec.get(..n).unwrap_or(&[]), bit, &mut runs);
             done += n as u64;
         }
         Some(runs.0)
@@ -305,12 +303,47 @@ impl Scanner {
             if got != want as isize {
                 return false;
             }
-            for &e in self.entries.get(..n).unwrap_or(&[]) {
-                runs.push(1, pagemap_state(e));
+            // Runs counted here: one push per run, not per page.
+            let mut it = self.entries.get(..n).unwrap_or(&[]).iter();
+            if let Some(&e) = it.next() {
+                let (mut state, mut count) = (pagemap_state(e), 1u64);
+                for &e in it {
+                    let s = pagemap_state(e);
+                    if s == state {
+                        count += 1;
+                    } else {
+                        runs.push(count, state);
+                        (state, count) = (s, 1);
+                    }
+                }
+                runs.push(count, state);
             }
             done += n as u64;
         }
         true
+    }
+}
+
+/// Appends mincore's answer as runs of `bit` (resident) or 0, eight pages at a time while
+/// they agree: the vector is mostly long runs, and this loop is most of a snapshot's own time.
+fn push_residency_runs(v: &[u8], bit: u8, runs: &mut Runs) {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    let mut i = 0usize;
+    while let Some(&first) = v.get(i) {
+        let on = first & 1;
+        let pattern = if on != 0 { LOW } else { 0 };
+        let mut j = i + 1;
+        while let Some(w) = v.get(j..j + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+            if u64::from_ne_bytes(w) & LOW != pattern {
+                break;
+            }
+            j += 8;
+        }
+        while v.get(j).is_some_and(|&b| b & 1 == on) {
+            j += 1;
+        }
+        runs.push((j - i) as u64, if on != 0 { bit } else { 0 });
+        i = j;
     }
 }
 
