@@ -735,6 +735,9 @@ fn unattributed(
                     "unnamed data with {n} relocation{}",
                     if n == 1 { "" } else { "s" }
                 )
+            } else if in_relro(info, first) {
+                "unnamed bytes without pointers, on pages their neighbours' relocations dirtied"
+                    .to_string()
             } else {
                 "unnamed data on a dirty page".to_string()
             };
