@@ -251,6 +251,9 @@ fn is_dirty(k: PageKind) -> bool {
     matches!(k, PageKind::Cow | PageKind::Anon)
 }
 
+/// A PT_LOAD larger than this (1 TiB of 4 KiB pages) comes from a damaged record.
+const MAX_SEGMENT_PAGES: u64 = 1 << 28;
+
 fn image_report(t: &Timeline<'_>, im: &ImageSpan, pm: &PageMap, opts: &Options) -> ImageReport {
     let page = pm.page;
     let bias = im.load_bias;
@@ -262,9 +265,16 @@ fn image_report(t: &Timeline<'_>, im: &ImageSpan, pm: &PageMap, opts: &Options) 
         let lo = bias.wrapping_add(ph.vaddr) & !(page - 1);
         let hi = bias
             .wrapping_add(ph.vaddr)
-            .wrapping_add(ph.memsz)
+            .saturating_add(ph.memsz)
             .div_ceil(page)
-            * page;
+            .saturating_mul(page);
+        if hi <= lo || (hi - lo) / page > MAX_SEGMENT_PAGES {
+            warnings.push(format!(
+                "segment at {:#x} of {:#x} bytes is implausible: skipped",
+                ph.vaddr, ph.memsz
+            ));
+            continue;
+        }
         let states = pm.states(lo, hi);
         let mut counts = Counts::default();
         for (i, s) in states.into_iter().enumerate() {

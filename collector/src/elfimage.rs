@@ -137,12 +137,26 @@ pub fn debug_file_for(build_id: &[u8]) -> Option<PathBuf> {
 
 impl ImageFile {
     pub fn open(path: &Path) -> Result<ImageFile, String> {
+        // A recorded path may name anything by now (a device, a fifo): read only files.
+        let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err(format!("{}: not a regular file", path.display()));
+        }
         let data = Data::open(path).map_err(|e| e.to_string())?;
         Ok(ImageFile {
             path: path.to_path_buf(),
             data,
             debug: None,
         })
+    }
+
+    /// An image from bytes already in memory (tests, fuzzing).
+    pub fn from_bytes(path: PathBuf, bytes: Vec<u8>) -> ImageFile {
+        ImageFile {
+            path,
+            data: Data::Owned(bytes),
+            debug: None,
+        }
     }
 
     /// The file's bytes.
@@ -229,17 +243,30 @@ impl ImageFile {
             use object::Object;
             f.build_id().ok().flatten().map(|b| b.to_vec())
         };
+        // Addresses and sizes past any user address space come only from a damaged or
+        // hostile file; dropping them here lets the rest add offsets without overflow checks.
+        let fits = |a: u64, len: u64| a < ADDR_LIMIT && len < ADDR_LIMIT;
+        let mut segments = segments;
+        segments.retain(|x| fits(x.vaddr, x.memsz) && fits(x.offset, x.filesz));
+        sections.retain(|x| fits(x.addr, x.size));
+        symbols.retain(|x| fits(x.addr, x.size));
+        let mut relocs = relocs;
+        relocs.retain(|x| fits(x.addr, 0) && x.target.is_none_or(|t| fits(t, 0)));
         Ok(ElfInfo {
             segments,
             sections,
             symbols,
             relocs,
             build_id,
-            relro,
+            relro: relro.filter(|&(v, m)| fits(v, m)),
             symbol_source: source,
         })
     }
 }
+
+/// Above any address or size a real image has (x86-64 and arm64 user space end below 2^57);
+/// sums of two such values cannot overflow.
+const ADDR_LIMIT: u64 = 1 << 60;
 
 type Header = object::elf::FileHeader64<Endianness>;
 

@@ -130,7 +130,8 @@ fn is_mapping_kind(k: u16) -> bool {
 impl<'a> Timeline<'a> {
     pub fn build(file: PathBuf, parsed: &'a Parsed<'a>) -> Option<Timeline<'a>> {
         let process = parsed.process()?;
-        let page = if process.page_size >= 4096 {
+        let ps = process.page_size as u64;
+        let page = if (4096..=1 << 30).contains(&ps) && ps.is_power_of_two() {
             process.page_size as u64
         } else {
             4096

@@ -1,7 +1,9 @@
-//! Any bytes as a record file: parsing, decoding and replaying must never panic.
+//! Any bytes as a record file: parsing, decoding, replaying and the page analyses (dirty
+//! pages, the page map, a diff) must never panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mapagent::input::Recording;
+use mapagent::snapshot::Which;
 use mapagent::text::At;
 use mapagent::timeline::Timeline;
 
@@ -13,5 +15,13 @@ fuzz_target!(|data: &[u8]| {
     let mid = t.first_ts / 2 + t.last_ts / 2;
     for at in [At::End, At::Abs(mid), At::Abs(t.first_ts), At::Rel(0.5)] {
         let _ = mapagent::cmd::maps::mappings(&t, at);
+    }
+    let opts = mapagent::dirty::Options {
+        image: None,
+        all: true,
+    };
+    if let Ok(r) = mapagent::dirty::analyse(&t, &Which::End, &opts) {
+        let _ = mapagent::page_map::render(&r, "fuzz");
+        let _ = mapagent::diff::diff(&r, &r);
     }
 });
