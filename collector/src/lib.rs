@@ -15,6 +15,7 @@ pub mod page_map;
 pub mod perf;
 pub mod progress;
 pub mod select;
+pub mod shm;
 pub mod snapshot;
 pub mod text;
 pub mod timeline;

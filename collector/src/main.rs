@@ -151,6 +151,15 @@ enum Cmd {
         #[arg(short = 'o', long = "output", default_value = "page-map.html")]
         output: PathBuf,
     },
+    /// System V shared memory segments (like ipcs -m, the same on every kernel); with
+    /// --record, the shmat/shmdt calls the agent recorded.
+    Shm {
+        #[arg(long)]
+        json: bool,
+        /// A recording (file or directory) whose shmat/shmdt calls to list.
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
+    },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
         path: PathBuf,
@@ -231,6 +240,7 @@ fn main() {
             image,
             output,
         } => mapagent::cmd::pages::run(&path, pid, snapshot, &image, &output),
+        Cmd::Shm { json, record } => mapagent::cmd::shm::run(json, record.as_deref()),
         Cmd::Check {
             max_dirty,
             output,

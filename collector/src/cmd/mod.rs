@@ -11,6 +11,7 @@ pub mod pages;
 pub mod perf;
 pub mod perf_map;
 pub mod run;
+pub mod shm;
 
 use crate::error::{Error, EXIT_BAD_INPUT};
 
