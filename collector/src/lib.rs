@@ -5,6 +5,7 @@
 pub mod bigvec;
 pub mod check;
 pub mod cmd;
+pub mod core;
 pub mod derive;
 pub mod diff;
 pub mod dirty;

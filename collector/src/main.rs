@@ -160,6 +160,24 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         record: Option<PathBuf>,
     },
+    /// The address space from an ELF core dump (kernel or gcore): every mapping, dumped or not,
+    /// [heap]/[stack]/[vdso] named, modules with load bias and build-id, sections per mapping.
+    Core {
+        core: PathBuf,
+        /// The executable, when the core cannot name it.
+        #[arg(long)]
+        exe: Option<PathBuf>,
+        /// The agent's records of that process: inodes, aliases, kept copies, SysV names.
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Write the dumped bytes of the mapping containing ADDR (0x...) or named like NAME.
+        #[arg(long, value_name = "ADDR|NAME", requires = "output")]
+        extract: Option<String>,
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
         path: PathBuf,
@@ -241,6 +259,23 @@ fn main() {
             output,
         } => mapagent::cmd::pages::run(&path, pid, snapshot, &image, &output),
         Cmd::Shm { json, record } => mapagent::cmd::shm::run(json, record.as_deref()),
+        Cmd::Core {
+            core,
+            exe,
+            record,
+            json,
+            extract,
+            output,
+        } => mapagent::cmd::core::run(
+            &core,
+            &mapagent::cmd::core::Args {
+                exe,
+                record,
+                json,
+                extract,
+                output,
+            },
+        ),
         Cmd::Check {
             max_dirty,
             output,

@@ -152,6 +152,8 @@ fn stat_any_known() -> bool {
     }
 }
 
+// shmatt_t is u64 here but c_ulong elsewhere: the cast is for other targets.
+#[allow(clippy::unnecessary_cast)]
 fn segment(id: i32, ds: &libc::shmid_ds) -> Segment {
     let mode = ds.shm_perm.mode as u32;
     Segment {

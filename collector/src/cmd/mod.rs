@@ -1,6 +1,7 @@
 //! One module per CLI subcommand.
 
 pub mod check;
+pub mod core;
 pub mod diff;
 pub mod dirty;
 pub mod dump;
