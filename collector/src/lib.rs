@@ -12,6 +12,7 @@ pub mod dirty;
 pub mod elfimage;
 pub mod error;
 pub mod input;
+pub mod mem;
 pub mod page_map;
 pub mod perf;
 pub mod progress;

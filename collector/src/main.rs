@@ -178,6 +178,18 @@ enum Cmd {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
     },
+    /// Memory use over time (the statm columns the agent samples at start, every
+    /// MAPAGENT_INTERVAL_MS and at exit), as a table, JSON, or an SVG chart.
+    Mem {
+        path: PathBuf,
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long)]
+        json: bool,
+        /// Also draw the chart into this SVG file.
+        #[arg(long, value_name = "OUT")]
+        svg: Option<PathBuf>,
+    },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
         path: PathBuf,
@@ -276,6 +288,12 @@ fn main() {
                 output,
             },
         ),
+        Cmd::Mem {
+            path,
+            pid,
+            json,
+            svg,
+        } => mapagent::cmd::mem::run(&path, pid, json, svg.as_deref()),
         Cmd::Check {
             max_dirty,
             output,

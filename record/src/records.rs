@@ -30,6 +30,7 @@ pub mod kind {
     pub const SNAPSHOT: u16 = 20;
     pub const PAGES: u16 = 21;
     pub const SNAPSHOT_END: u16 = 22;
+    pub const MEM_USAGE: u16 = 23;
 }
 
 /// How the process came to be recorded.
@@ -538,6 +539,29 @@ wire_struct! {
     }
 }
 
+/// Where a MemUsage's figures came from.
+pub mod mem_source {
+    /// /proc/self/statm.
+    pub const STATM: u8 = 0;
+    /// The agent's own model of the address space, resident pages by mincore (/proc is not
+    /// mounted): size, text and data are exact, resident and shared approximate.
+    pub const MODEL: u8 = 1;
+}
+
+wire_struct! {
+    /// The process's memory use, in pages, with the columns of /proc/self/statm: taken when
+    /// the agent starts and with every snapshot (so every MAPAGENT_INTERVAL_MS, and at exit).
+    pub struct MemUsage {
+        pub ts: u64,
+        pub size: u64,
+        pub resident: u64,
+        pub shared: u64,
+        pub text: u64,
+        pub data: u64,
+        pub source: u8,
+    }
+}
+
 wire_struct! {
     /// Something the agent could not do, in its own words.
     pub struct Warning<'a> {
@@ -573,6 +597,7 @@ pub enum Record<'a> {
     Snapshot(Snapshot<'a>),
     Pages(Pages),
     SnapshotEnd(SnapshotEnd),
+    MemUsage(MemUsage),
     /// A kind this reader does not know (written by a newer agent): skipped, not an error.
     Unknown {
         kind: u16,
@@ -643,6 +668,7 @@ record_kinds! {
     Snapshot => kind::SNAPSHOT,
     Pages => kind::PAGES,
     SnapshotEnd => kind::SNAPSHOT_END,
+    MemUsage => kind::MEM_USAGE,
 }
 
 impl Record<'_> {
@@ -671,6 +697,7 @@ impl Record<'_> {
             Record::Snapshot(r) => r.ts,
             Record::Pages(r) => r.ts,
             Record::SnapshotEnd(r) => r.ts,
+            Record::MemUsage(r) => r.ts,
             Record::Unknown { .. } => return None,
         })
     }

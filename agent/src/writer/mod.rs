@@ -5,6 +5,7 @@
 
 mod events;
 mod keep;
+mod memory;
 mod out;
 mod process;
 mod reconcile;
@@ -252,6 +253,8 @@ impl Writer {
     }
 
     fn run(&mut self) -> Result<Ending, String> {
+        // Where memory use starts (again after a fork: the child's own line begins here).
+        self.mem_usage();
         let mut sleep_ns = 1_000_000u64;
         let mut last_cycle = sys::now();
         loop {

@@ -120,6 +120,7 @@ impl Writer {
             present,
             duration_ns: end - t0,
         }));
+        self.mem_usage();
         self.last_snapshot = end;
     }
 

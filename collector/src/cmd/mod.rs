@@ -8,6 +8,7 @@ pub mod dump;
 pub mod images;
 pub mod inject;
 pub mod maps;
+pub mod mem;
 pub mod pages;
 pub mod perf;
 pub mod perf_map;
