@@ -70,7 +70,8 @@ fn samples_match_statm_at_each_step_and_chart() {
     // mapagent mem: every sample (start, interval ticks, the four steps, exit), in time order.
     let v = mapagent_json(&["mem", rec.to_str().unwrap(), "--json"]);
     let samples = v[0]["samples"].as_array().unwrap();
-    assert!(samples.len() >= 1 + 4 + 4 + 1, "{}", samples.len());
+    // Start, at least one interval tick per 60 ms pause, the four steps, exit.
+    assert!(samples.len() >= 10, "{}", samples.len());
     let ts: Vec<u64> = samples.iter().map(|x| x["ts"].as_u64().unwrap()).collect();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]));
     assert_eq!(

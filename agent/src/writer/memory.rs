@@ -22,7 +22,7 @@ impl Writer {
                 data,
                 source: mem_source::STATM,
             },
-            None => self.from_model(ts),
+            None => self.counted_from_model(ts),
         };
         self.out.put(&Record::MemUsage(m));
     }
@@ -31,7 +31,7 @@ impl Writer {
     /// (writable private mappings and the stack), text the main program's executable
     /// mappings; resident by mincore, shared the resident part of file or shared mappings
     /// (mincore reports page-cache residency for files: an upper bound).
-    fn from_model(&self, ts: u64) -> rec::MemUsage {
+    fn counted_from_model(&self, ts: u64) -> rec::MemUsage {
         let page = self.page;
         let mut m = rec::MemUsage {
             ts,
