@@ -139,8 +139,18 @@ fn truncated_file_shows_what_precedes_the_cut() {
     let whole = run(&["dump", real_record().to_str().unwrap()]);
     assert_eq!(whole.code, Some(0));
     let total = whole.stdout.lines().filter(|l| l.starts_with("0x")).count();
+    // Frame starts, from the dump: cut a few bytes into a frame a third and half way in.
+    let json = run(&["dump", real_record().to_str().unwrap(), "--json"]);
+    let offsets: Vec<usize> = json
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["offset"].as_u64())
+        .map(|o| o as usize)
+        .collect();
+    assert!(offsets.len() > 10);
     for frac in [3, 2] {
-        let cut = data.len() * (frac - 1) / frac - 7; // almost surely inside a frame
+        let cut = offsets[offsets.len() * (frac - 1) / frac] + 5;
         let p = write(&format!("cut{frac}.mrec"), &data[..cut]);
         let r = run(&["dump", p.to_str().unwrap()]);
         assert_eq!(r.code, Some(2), "{}", r.stderr);
