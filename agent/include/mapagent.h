@@ -22,6 +22,16 @@ extern "C" {
  * Thread-safe. Not async-signal-safe: from a handler, use MAPAGENT_SNAPSHOT_SIGNAL instead. */
 int mapagent_snapshot(const char *label) __attribute__((weak));
 
+/* Samples every global named in MAPAGENT_WATCH (e.g. "current_query:str,requests:u64") now,
+ * and returns once the values are written: 0, or -1 when the agent is not recording. The
+ * writer reads them while the caller waits, without ever faulting (an unmapped address is
+ * recorded as unreadable). `mapagent watch DIR` prints the timeline. */
+int mapagent_watch_sample(void) __attribute__((weak));
+
+static inline int mapagent_watch_sample_if_loaded(void) {
+    return mapagent_watch_sample ? mapagent_watch_sample() : -1;
+}
+
 /* mapagent_snapshot when the agent is loaded, else -1 without doing anything. */
 static inline int mapagent_snapshot_if_loaded(const char *label) {
     return mapagent_snapshot ? mapagent_snapshot(label) : -1;

@@ -263,6 +263,8 @@ pub mod req {
     pub const PARK: u32 = 8;
     /// MAPAGENT_SNAPSHOT_SIGNAL arrived.
     pub const SIGNAL_SNAPSHOT: u32 = 16;
+    /// mapagent_watch_sample() was called.
+    pub const WATCH: u32 = 32;
 }
 
 /// Requests from application threads to the writer, and the writer's acknowledgements.
@@ -274,6 +276,8 @@ pub struct Control {
     pub done: AtomicU32,
     pub exit_how: AtomicU32,
     pub exit_code: AtomicI32,
+    /// The thread that last called mapagent_watch_sample().
+    pub watch_tid: AtomicU32,
 }
 
 impl Control {

@@ -51,3 +51,32 @@ pub extern "C" fn on_snapshot_signal(_sig: c_int) {
         ag.ctl.post(ag, req::SIGNAL_SNAPSHOT);
     }
 }
+
+/// Samples every watched global (MAPAGENT_WATCH) now and returns once the values are written:
+/// 0, or -1 if the agent is not recording or did not answer within 30 s. The values are read
+/// by the writer thread while this caller waits, so they are what this thread left them.
+#[no_mangle]
+pub unsafe extern "C" fn mapagent_watch_sample() -> c_int {
+    std::panic::catch_unwind(watch_sample).unwrap_or(-1)
+}
+
+fn watch_sample() -> c_int {
+    let Some(ag) = agent::recording() else {
+        return -1;
+    };
+    if tls::is_writer() {
+        return -1;
+    }
+    let Some(_g) = tls::Guard::enter() else {
+        return -1;
+    };
+    ag.ctl
+        .watch_tid
+        .store(tls::tid(), core::sync::atomic::Ordering::Release);
+    let seq = ag.ctl.post(ag, req::WATCH);
+    if ag.ctl.wait(seq, SNAPSHOT_WAIT_NS) {
+        0
+    } else {
+        -1
+    }
+}

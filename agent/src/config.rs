@@ -27,6 +27,35 @@ pub struct Config {
     /// Take a page snapshot when this signal arrives (MAPAGENT_SNAPSHOT_SIGNAL: USR1, SIGUSR2,
     /// RTMIN+3, or a number).
     pub snapshot_signal: Option<i32>,
+    /// Globals to watch (MAPAGENT_WATCH=name:type,...): (name, record::watch_type).
+    pub watch: Vec<(Vec<u8>, u8)>,
+    /// Sample the watched globals this often, in ms (MAPAGENT_WATCH_MS); 0: only with
+    /// snapshots and mapagent_watch_sample().
+    pub watch_ms: u64,
+}
+
+/// MAPAGENT_WATCH: "name:type,name:type"; a bad entry is skipped with a warning.
+fn watches() -> Vec<(Vec<u8>, u8)> {
+    let Some(v) = std::env::var_os("MAPAGENT_WATCH") else {
+        return Vec::new();
+    };
+    let s = v.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, ty) = item.split_once(':').unwrap_or((item, "u64"));
+        match mapagent_record::records::watch_type::parse(ty.trim().as_bytes()) {
+            Some(t) if !name.is_empty() && name.len() < 256 && out.len() < 64 => {
+                out.push((name.trim().as_bytes().to_vec(), t))
+            }
+            _ => warn(
+                "MAPAGENT_WATCH",
+                item,
+                "expected NAME:TYPE with TYPE u8..u64, i8..i64, f64, ptr, str or chars (64 at most)",
+                "the other entries",
+            ),
+        }
+    }
+    out
 }
 
 /// A signal by name or number, for MAPAGENT_SNAPSHOT_SIGNAL. Signals that stop, kill or mean
@@ -178,6 +207,8 @@ impl Config {
             log,
             interval_ms: num("MAPAGENT_INTERVAL_MS", 0, 0, 86_400_000),
             snapshot_signal: signal("MAPAGENT_SNAPSHOT_SIGNAL"),
+            watch: watches(),
+            watch_ms: num("MAPAGENT_WATCH_MS", 0, 0, 86_400_000),
         }
     }
 }

@@ -21,5 +21,6 @@ pub mod shm;
 pub mod snapshot;
 pub mod text;
 pub mod timeline;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -190,6 +190,17 @@ enum Cmd {
         #[arg(long, value_name = "OUT")]
         svg: Option<PathBuf>,
     },
+    /// Watched globals (MAPAGENT_WATCH) over time; with --perf, the values current during
+    /// each process's perf samples (record with perf record -k CLOCK_MONOTONIC).
+    Watch {
+        path: PathBuf,
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "PERF_DATA")]
+        perf: Option<PathBuf>,
+    },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
         path: PathBuf,
@@ -294,6 +305,12 @@ fn main() {
             json,
             svg,
         } => mapagent::cmd::mem::run(&path, pid, json, svg.as_deref()),
+        Cmd::Watch {
+            path,
+            pid,
+            json,
+            perf,
+        } => mapagent::cmd::watch::run(&path, pid, json, perf.as_deref()),
         Cmd::Check {
             max_dirty,
             output,

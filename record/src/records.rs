@@ -31,6 +31,8 @@ pub mod kind {
     pub const PAGES: u16 = 21;
     pub const SNAPSHOT_END: u16 = 22;
     pub const MEM_USAGE: u16 = 23;
+    pub const WATCH_DEF: u16 = 24;
+    pub const WATCH_VALUE: u16 = 25;
 }
 
 /// How the process came to be recorded.
@@ -562,6 +564,79 @@ wire_struct! {
     }
 }
 
+/// Types of watched globals (MAPAGENT_WATCH=name:type,...).
+pub mod watch_type {
+    pub const U8: u8 = 1;
+    pub const U16: u8 = 2;
+    pub const U32: u8 = 3;
+    pub const U64: u8 = 4;
+    pub const I8: u8 = 5;
+    pub const I16: u8 = 6;
+    pub const I32: u8 = 7;
+    pub const I64: u8 = 8;
+    pub const F64: u8 = 9;
+    pub const PTR: u8 = 10;
+    /// A `char *` (the pointer is read, then at most 256 bytes of what it points to).
+    pub const STR: u8 = 11;
+    /// A `char[]` held in the variable itself (at most 256 bytes).
+    pub const CHARS: u8 = 12;
+
+    pub fn name(t: u8) -> &'static str {
+        match t {
+            U8 => "u8",
+            U16 => "u16",
+            U32 => "u32",
+            U64 => "u64",
+            I8 => "i8",
+            I16 => "i16",
+            I32 => "i32",
+            I64 => "i64",
+            F64 => "f64",
+            PTR => "ptr",
+            STR => "str",
+            CHARS => "chars",
+            _ => "?",
+        }
+    }
+
+    pub fn parse(s: &[u8]) -> Option<u8> {
+        (1..=CHARS).find(|&t| name(t).as_bytes() == s)
+    }
+}
+
+/// How a watched value read went.
+pub mod watch_status {
+    pub const OK: u8 = 0;
+    /// A `str` whose pointer is NULL.
+    pub const NULL: u8 = 1;
+    /// The address (or what a `str` points to) is not readable: nothing was read.
+    pub const UNREADABLE: u8 = 2;
+}
+
+wire_struct! {
+    /// A watched global resolved (addr != 0) or not found (addr 0) in the loaded images.
+    pub struct WatchDef<'a> {
+        pub ts: u64,
+        pub index: u32,
+        pub ty: u8,
+        pub addr: u64,
+        pub name: Bytes<'a>,
+    }
+}
+
+wire_struct! {
+    /// A watched global's value: written when it changed since the last sample, and always
+    /// with a snapshot or mapagent_watch_sample(). Little-endian bytes for numbers, the text
+    /// (up to its NUL, at most 256 bytes) for str and chars.
+    pub struct WatchValue<'a> {
+        pub ts: u64,
+        pub tid: u32,
+        pub index: u32,
+        pub status: u8,
+        pub value: Bytes<'a>,
+    }
+}
+
 wire_struct! {
     /// Something the agent could not do, in its own words.
     pub struct Warning<'a> {
@@ -598,6 +673,8 @@ pub enum Record<'a> {
     Pages(Pages),
     SnapshotEnd(SnapshotEnd),
     MemUsage(MemUsage),
+    WatchDef(WatchDef<'a>),
+    WatchValue(WatchValue<'a>),
     /// A kind this reader does not know (written by a newer agent): skipped, not an error.
     Unknown {
         kind: u16,
@@ -669,6 +746,8 @@ record_kinds! {
     Pages => kind::PAGES,
     SnapshotEnd => kind::SNAPSHOT_END,
     MemUsage => kind::MEM_USAGE,
+    WatchDef => kind::WATCH_DEF,
+    WatchValue => kind::WATCH_VALUE,
 }
 
 impl Record<'_> {
@@ -698,6 +777,8 @@ impl Record<'_> {
             Record::Pages(r) => r.ts,
             Record::SnapshotEnd(r) => r.ts,
             Record::MemUsage(r) => r.ts,
+            Record::WatchDef(r) => r.ts,
+            Record::WatchValue(r) => r.ts,
             Record::Unknown { .. } => return None,
         })
     }

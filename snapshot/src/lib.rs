@@ -64,3 +64,23 @@ pub fn snapshot(label: &str) -> Result<(), Error> {
         _ => Err(Error::NotTaken),
     }
 }
+
+/// Samples every global named in MAPAGENT_WATCH now (`mapagent watch` prints the timeline),
+/// returning once the agent has written the values.
+pub fn watch_sample() -> Result<(), Error> {
+    static F: OnceLock<Option<unsafe extern "C" fn() -> c_int>> = OnceLock::new();
+    let f = F
+        .get_or_init(|| {
+            // SAFETY: as in entry(): the agent's `int mapagent_watch_sample(void)`.
+            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mapagent_watch_sample".as_ptr()) };
+            (!p.is_null()).then(|| unsafe {
+                std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn() -> c_int>(p)
+            })
+        })
+        .ok_or(Error::NotLoaded)?;
+    // SAFETY: no arguments.
+    match unsafe { f() } {
+        0 => Ok(()),
+        _ => Err(Error::NotTaken),
+    }
+}

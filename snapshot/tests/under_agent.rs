@@ -39,6 +39,10 @@ fn without_the_agent_it_says_so_and_does_nothing() {
         mapagent_snapshot::snapshot("x"),
         Err(mapagent_snapshot::Error::NotLoaded)
     );
+    assert_eq!(
+        mapagent_snapshot::watch_sample(),
+        Err(mapagent_snapshot::Error::NotLoaded)
+    );
 }
 
 /// Run only as the child of the test below.
@@ -52,6 +56,7 @@ fn child_takes_snapshots() {
         Err(mapagent_snapshot::Error::BadLabel)
     );
     assert_eq!(mapagent_snapshot::snapshot("second"), Ok(()));
+    assert_eq!(mapagent_snapshot::watch_sample(), Ok(()));
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod out;
 mod process;
 mod reconcile;
 mod snapshot;
+mod watch;
 
 pub mod identity;
 
@@ -190,6 +191,7 @@ pub struct Writer {
     snapshots: u32,
     last_snapshot: u64,
     pending_snapshots: Vec<(Vec<u8>, u32)>,
+    watches: watch::Watches,
 }
 
 impl Writer {
@@ -219,6 +221,7 @@ impl Writer {
             snapshots: 0,
             last_snapshot: sys::now(),
             pending_snapshots: Vec::new(),
+            watches: Default::default(),
         };
         base.desc.gen = w.out.gen;
         w.out.put(&Record::Process(base.desc.record()));
@@ -255,11 +258,14 @@ impl Writer {
     fn run(&mut self) -> Result<Ending, String> {
         // Where memory use starts (again after a fork: the child's own line begins here).
         self.mem_usage();
+        self.resolve_watches(true);
+        self.sample_watches(0, true);
         let mut sleep_ns = 1_000_000u64;
         let mut last_cycle = sys::now();
         loop {
             let (requests, seq) = self.ag.ctl.take();
             let n = self.drain();
+            self.retry_watches();
             self.rescan_images();
             self.note_lost();
             let now = sys::now();
@@ -290,6 +296,13 @@ impl Writer {
             }
             if requests & req::EXIT == 0 {
                 self.due_snapshots(requests & req::SIGNAL_SNAPSHOT != 0);
+                if requests & req::WATCH != 0 {
+                    self.sample_watches(self.ag.ctl.watch_tid.load(Ordering::Acquire), true);
+                }
+                let every = self.ag.cfg.watch_ms.saturating_mul(1_000_000);
+                if every > 0 && sys::now().saturating_sub(self.watches.last_sample) >= every {
+                    self.sample_watches(0, false);
+                }
             }
             if requests & req::EXIT != 0 {
                 self.finish();
@@ -320,10 +333,19 @@ impl Writer {
                 let quarter = (self.ag.cfg.buffer / 4) as u64;
                 (quarter.saturating_mul(elapsed) / n as u64).clamp(200_000, cap)
             };
-            // Wake in time for the next interval snapshot.
+            // Wake in time for the next interval snapshot and watch sample.
             let every = self.ag.cfg.interval_ms.saturating_mul(1_000_000);
             if every > 0 {
                 let due = self.last_snapshot.saturating_add(every).saturating_sub(t);
+                sleep_ns = sleep_ns.min(due.max(100_000));
+            }
+            let every = self.ag.cfg.watch_ms.saturating_mul(1_000_000);
+            if every > 0 {
+                let due = self
+                    .watches
+                    .last_sample
+                    .saturating_add(every)
+                    .saturating_sub(t);
                 sleep_ns = sleep_ns.min(due.max(100_000));
             }
             // Arm the burst wake again, then sleep unless a burst or a request arrived during

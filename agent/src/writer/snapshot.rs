@@ -121,6 +121,7 @@ impl Writer {
             duration_ns: end - t0,
         }));
         self.mem_usage();
+        self.sample_watches(tid, true);
         self.last_snapshot = end;
     }
 

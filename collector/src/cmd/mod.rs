@@ -14,6 +14,7 @@ pub mod perf;
 pub mod perf_map;
 pub mod run;
 pub mod shm;
+pub mod watch;
 
 use crate::error::{Error, EXIT_BAD_INPUT};
 

@@ -1,0 +1,169 @@
+//! `mapagent watch DIR|FILE [--pid PID] [--json] [--perf perf.data]`: the watched globals'
+//! values over time; with --perf, which values were current during the perf samples of each
+//! process (perf record -k CLOCK_MONOTONIC, so both sides share a clock).
+
+use crate::error::{Error, Result};
+use crate::select::{self, Loaded};
+use crate::text::At;
+use crate::watch::{self, History};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[derive(Serialize)]
+pub struct PerfCount {
+    pub pid: u32,
+    pub exe: String,
+    pub samples: u64,
+    /// Per watch, per value: samples taken while it held.
+    pub values: BTreeMap<String, Vec<(String, u64)>>,
+}
+
+pub fn run(path: &Path, pid: Option<u32>, json: bool, perf: Option<&Path>) -> Result<i32> {
+    let loaded = Loaded::open(path)?;
+    let parsed = loaded.parse()?;
+    let truncated = select::warn_truncated(&parsed);
+    let all = select::timelines(&loaded, &parsed);
+    let chosen = select::pick(&all, pid, At::End)?;
+    let hist: Vec<History> = chosen
+        .iter()
+        .map(|t| watch::history(t))
+        .filter(|h| !h.watches.is_empty())
+        .collect();
+    if hist.is_empty() {
+        return Err(Error::input(format!(
+            "{}: no watched globals recorded (set MAPAGENT_WATCH=name:type,...)",
+            path.display()
+        )));
+    }
+    if let Some(p) = perf {
+        // Process images that never saw a value (a launcher before its exec) explain nothing.
+        let hist: Vec<History> = hist.into_iter().filter(|h| !h.values.is_empty()).collect();
+        let counts = against_perf(&hist, p)?;
+        if json {
+            super::json_out(&counts)?;
+        } else {
+            print!("{}", perf_text(&counts));
+        }
+        return Ok(super::exit_code(truncated));
+    }
+    if json {
+        super::json_out(&hist)?;
+        return Ok(super::exit_code(truncated));
+    }
+    let mut s = String::new();
+    for h in &hist {
+        let _ = writeln!(s, "== pid {} {}", h.pid, h.exe);
+        for w in &h.watches {
+            let _ = writeln!(
+                s,
+                "  watch {} ({}) {}",
+                w.name,
+                w.ty,
+                if w.addr == 0 {
+                    "not found".to_string()
+                } else {
+                    format!("at {:#x}", w.addr)
+                }
+            );
+        }
+        for v in &h.values {
+            let _ = writeln!(
+                s,
+                "  {:>16} tid {:<7} {} = {}",
+                v.ts,
+                v.tid,
+                v.name,
+                watch::shown(Some(v))
+            );
+        }
+    }
+    print!("{s}");
+    Ok(super::exit_code(truncated))
+}
+
+/// Every perf sample of a recorded process, counted by the watched values current at its time.
+fn against_perf(hist: &[History], perf: &Path) -> Result<Vec<PerfCount>> {
+    use linux_perf_data::linux_perf_event_reader::EventRecord;
+    use linux_perf_data::{PerfFileReader, PerfFileRecord};
+    let bad = |e: String| Error::input(format!("{}: {e}", perf.display()));
+    let f = std::fs::File::open(perf).map_err(|e| bad(e.to_string()))?;
+    let PerfFileReader {
+        mut perf_file,
+        mut record_iter,
+    } = PerfFileReader::parse_file(std::io::BufReader::new(f)).map_err(|e| bad(e.to_string()))?;
+    type Counts = BTreeMap<String, BTreeMap<String, u64>>;
+    let mut per: BTreeMap<(u32, u64), (u64, Counts)> = BTreeMap::new();
+    let mut untimed = 0u64;
+    while let Some(r) = record_iter
+        .next_record(&mut perf_file)
+        .map_err(|e| bad(e.to_string()))?
+    {
+        let PerfFileRecord::EventRecord { record, .. } = r else {
+            continue;
+        };
+        let Ok(EventRecord::Sample(smp)) = record.parse() else {
+            continue;
+        };
+        let (Some(pid), Some(ts)) = (smp.pid, smp.timestamp) else {
+            untimed += 1;
+            continue;
+        };
+        // The process image running then: the last one of that pid started before it.
+        let Some(h) = hist
+            .iter()
+            .filter(|h| h.pid as i32 == pid && h.start_ns <= ts)
+            .max_by_key(|h| h.start_ns)
+        else {
+            continue;
+        };
+        let e = per.entry((h.pid, h.start_ns)).or_default();
+        e.0 += 1;
+        for w in &h.watches {
+            let v = watch::shown(watch::value_at(h, &w.name, ts));
+            *e.1.entry(w.name.clone()).or_default().entry(v).or_default() += 1;
+        }
+    }
+    if untimed > 0 {
+        eprintln!("mapagent: warning: {untimed} samples without pid or time (record with -k CLOCK_MONOTONIC, sample_type TIME|TID)");
+    }
+    Ok(per
+        .into_iter()
+        .map(|((pid, start), (samples, m))| {
+            let exe = hist
+                .iter()
+                .find(|h| h.pid == pid && h.start_ns == start)
+                .map_or(String::new(), |h| h.exe.clone());
+            let values = m
+                .into_iter()
+                .map(|(name, vals)| {
+                    let mut v: Vec<(String, u64)> = vals.into_iter().collect();
+                    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                    (name, v)
+                })
+                .collect();
+            PerfCount {
+                pid,
+                exe,
+                samples,
+                values,
+            }
+        })
+        .collect())
+}
+
+fn perf_text(counts: &[PerfCount]) -> String {
+    let mut s = String::new();
+    for c in counts {
+        let _ = writeln!(s, "== pid {} {}: {} samples", c.pid, c.exe, c.samples);
+        for (name, vals) in &c.values {
+            let _ = writeln!(s, "  {name}:");
+            for (v, n) in vals {
+                let pct = *n as f64 * 100.0 / c.samples.max(1) as f64;
+                let _ = writeln!(s, "  {n:>8} {pct:>5.1}%  {v}");
+            }
+        }
+    }
+    s
+}
