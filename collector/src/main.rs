@@ -200,6 +200,13 @@ enum Cmd {
         json: bool,
         #[arg(long, value_name = "PERF_DATA")]
         perf: Option<PathBuf>,
+        /// With --perf: count values with numbers and quoted strings replaced by N and '?'
+        /// (one line per SQL statement shape).
+        #[arg(long)]
+        normalize: bool,
+        /// With --perf: values listed per watch and process.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
     },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
@@ -310,7 +317,18 @@ fn main() {
             pid,
             json,
             perf,
-        } => mapagent::cmd::watch::run(&path, pid, json, perf.as_deref()),
+            normalize,
+            top,
+        } => mapagent::cmd::watch::run(
+            &path,
+            &mapagent::cmd::watch::Args {
+                pid,
+                json,
+                perf: perf.as_deref(),
+                normalize,
+                top,
+            },
+        ),
         Cmd::Check {
             max_dirty,
             output,

@@ -112,6 +112,7 @@ pub fn shown(v: Option<&Value>) -> String {
     match v {
         None => "(no sample yet)".into(),
         Some(v) => match (v.status, &v.value) {
+            ("ok", Some(s)) if s.is_empty() => "(empty)".into(),
             ("ok", Some(s)) => s.clone(),
             ("null", _) => "(NULL)".into(),
             _ => "(unreadable)".into(),

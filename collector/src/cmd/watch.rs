@@ -20,7 +20,54 @@ pub struct PerfCount {
     pub values: BTreeMap<String, Vec<(String, u64)>>,
 }
 
-pub fn run(path: &Path, pid: Option<u32>, json: bool, perf: Option<&Path>) -> Result<i32> {
+pub struct Args<'a> {
+    pub pid: Option<u32>,
+    pub json: bool,
+    pub perf: Option<&'a Path>,
+    /// Count values with their numbers and quoted strings replaced (SQL with literals
+    /// becomes one line per statement shape, as pg_stat_statements shows it).
+    pub normalize: bool,
+    /// Values listed per watch and process with --perf.
+    pub top: usize,
+}
+
+/// "UPDATE t SET x = x + -42 WHERE id = 7" -> "UPDATE t SET x = x + N WHERE id = N".
+pub fn normalize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    let mut prev_word = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            for d in chars.by_ref() {
+                if d == '\'' {
+                    break;
+                }
+            }
+            out.push_str("'?'");
+            prev_word = false;
+        } else if c.is_ascii_digit() && !prev_word {
+            while chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_digit() || *d == '.')
+            {
+                chars.next();
+            }
+            // A sign directly before the number belongs to it.
+            if out.ends_with('-') && !out.ends_with("--") {
+                out.pop();
+            }
+            out.push('N');
+            prev_word = true;
+        } else {
+            prev_word = c.is_alphanumeric() || c == '_';
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub fn run(path: &Path, a: &Args<'_>) -> Result<i32> {
+    let (pid, json, perf) = (a.pid, a.json, a.perf);
     let loaded = Loaded::open(path)?;
     let parsed = loaded.parse()?;
     let truncated = select::warn_truncated(&parsed);
@@ -40,11 +87,11 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool, perf: Option<&Path>) -> Re
     if let Some(p) = perf {
         // Process images that never saw a value (a launcher before its exec) explain nothing.
         let hist: Vec<History> = hist.into_iter().filter(|h| !h.values.is_empty()).collect();
-        let counts = against_perf(&hist, p)?;
+        let counts = against_perf(&hist, p, a.normalize)?;
         if json {
             super::json_out(&counts)?;
         } else {
-            print!("{}", perf_text(&counts));
+            print!("{}", perf_text(&counts, a.top));
         }
         return Ok(super::exit_code(truncated));
     }
@@ -84,7 +131,7 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool, perf: Option<&Path>) -> Re
 }
 
 /// Every perf sample of a recorded process, counted by the watched values current at its time.
-fn against_perf(hist: &[History], perf: &Path) -> Result<Vec<PerfCount>> {
+fn against_perf(hist: &[History], perf: &Path, norm: bool) -> Result<Vec<PerfCount>> {
     use linux_perf_data::linux_perf_event_reader::EventRecord;
     use linux_perf_data::{PerfFileReader, PerfFileRecord};
     let bad = |e: String| Error::input(format!("{}: {e}", perf.display()));
@@ -121,7 +168,10 @@ fn against_perf(hist: &[History], perf: &Path) -> Result<Vec<PerfCount>> {
         let e = per.entry((h.pid, h.start_ns)).or_default();
         e.0 += 1;
         for w in &h.watches {
-            let v = watch::shown(watch::value_at(h, &w.name, ts));
+            let mut v = watch::shown(watch::value_at(h, &w.name, ts));
+            if norm {
+                v = normalize(&v);
+            }
             *e.1.entry(w.name.clone()).or_default().entry(v).or_default() += 1;
         }
     }
@@ -153,17 +203,44 @@ fn against_perf(hist: &[History], perf: &Path) -> Result<Vec<PerfCount>> {
         .collect())
 }
 
-fn perf_text(counts: &[PerfCount]) -> String {
+fn perf_text(counts: &[PerfCount], top: usize) -> String {
     let mut s = String::new();
     for c in counts {
         let _ = writeln!(s, "== pid {} {}: {} samples", c.pid, c.exe, c.samples);
         for (name, vals) in &c.values {
             let _ = writeln!(s, "  {name}:");
-            for (v, n) in vals {
+            for (v, n) in vals.iter().take(top) {
                 let pct = *n as f64 * 100.0 / c.samples.max(1) as f64;
                 let _ = writeln!(s, "  {n:>8} {pct:>5.1}%  {v}");
+            }
+            if vals.len() > top {
+                let rest: u64 = vals[top..].iter().map(|x| x.1).sum();
+                let _ = writeln!(
+                    s,
+                    "  {rest:>8} {:>5.1}%  ... {} more values (--top N, --normalize)",
+                    rest as f64 * 100.0 / c.samples.max(1) as f64,
+                    vals.len() - top
+                );
             }
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn normalizes_sql_literals() {
+        assert_eq!(
+            super::normalize(
+                "UPDATE pgbench_tellers SET tbalance = tbalance + -4327 WHERE tid = 13;"
+            ),
+            "UPDATE pgbench_tellers SET tbalance = tbalance + N WHERE tid = N;"
+        );
+        assert_eq!(
+            super::normalize("SELECT 'a b', x1 FROM t2"),
+            "SELECT '?', x1 FROM t2"
+        );
+        assert_eq!(super::normalize("(NULL)"), "(NULL)");
+    }
 }
