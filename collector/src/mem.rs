@@ -119,7 +119,11 @@ pub fn svg(all: &[Series]) -> String {
             continue;
         }
         let t0 = ser.start_ns.min(ser.samples[0].ts);
-        let t1 = ser.samples.last().map_or(t0 + 1, |x| x.ts).max(t0 + 1);
+        let t1 = ser
+            .samples
+            .last()
+            .map_or(t0, |x| x.ts)
+            .max(t0.saturating_add(1));
         let ymax = ser
             .samples
             .iter()
@@ -147,7 +151,7 @@ pub fn svg(all: &[Series]) -> String {
                 y + 4.0,
                 human(v)
             );
-            let t = t0 + (t1 - t0) * k / 4;
+            let t = t0.saturating_add((t1 - t0) / 4 * k);
             let _ = write!(
                 s,
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.3} s</text>",

@@ -1,5 +1,5 @@
-//! Any bytes as a record file: parsing, decoding, replaying and the page analyses (dirty
-//! pages, the page map, a diff) must never panic.
+//! Any bytes as a record file: parsing, decoding, replaying, the page analyses (dirty pages,
+//! the page map, a diff), watched values and the memory chart must never panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mapagent::input::Recording;
@@ -16,6 +16,11 @@ fuzz_target!(|data: &[u8]| {
     for at in [At::End, At::Abs(mid), At::Abs(t.first_ts), At::Rel(0.5)] {
         let _ = mapagent::cmd::maps::mappings(&t, at);
     }
+    let h = mapagent::watch::history(&t);
+    for w in &h.watches {
+        let _ = mapagent::watch::value_at(&h, &w.name, mid);
+    }
+    let _ = mapagent::mem::svg(&[mapagent::mem::series(&t)]);
     let opts = mapagent::dirty::Options {
         image: None,
         all: true,
