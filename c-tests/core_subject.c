@@ -16,6 +16,10 @@
 
 #define RING (64 * 1024)
 
+/* A .bss larger than the data file's last page: an anonymous mapping of its own right after
+ * the program's file mappings, which is not the heap. */
+static char big_bss[256 * 1024];
+
 int main(int argc, char **argv) {
     if (argc < 4) return 2;
     int fd = memfd_create("magicringbuffer", 0);
@@ -42,9 +46,11 @@ int main(int argc, char **argv) {
     close(dfd);
     data[4096] = 'x'; /* one copied-on-write page */
 
-    char *heap = malloc(100000);
+    char *heap = malloc(100000); /* below the mmap threshold: from brk */
     memset(heap, 1, 100000);
-    printf("ready %d ring=%p shm=%p data=%p\n", getpid(), (void *)base, (void *)shm, (void *)data);
+    memset(big_bss, 2, sizeof big_bss);
+    printf("ready %d ring=%p shm=%p data=%p heap=%p\n", getpid(), (void *)base, (void *)shm,
+           (void *)data, (void *)heap);
     fflush(stdout);
     if (!strcmp(argv[3], "crash")) {
         raise(SIGSEGV);

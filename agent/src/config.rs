@@ -41,19 +41,34 @@ fn watches() -> Vec<(Vec<u8>, u8)> {
     };
     let s = v.to_string_lossy().into_owned();
     let mut out = Vec::new();
+    let (mut bad, mut first_bad) = (0, String::new());
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (name, ty) = item.split_once(':').unwrap_or((item, "u64"));
         match mapagent_record::records::watch_type::parse(ty.trim().as_bytes()) {
             Some(t) if !name.is_empty() && name.len() < 256 && out.len() < 64 => {
                 out.push((name.trim().as_bytes().to_vec(), t))
             }
-            _ => warn(
-                "MAPAGENT_WATCH",
-                item,
-                "expected NAME:TYPE with TYPE u8..u64, i8..i64, f64, ptr, str or chars (64 at most)",
-                "the other entries",
-            ),
+            _ => {
+                if bad == 0 {
+                    first_bad = item.to_string();
+                }
+                bad += 1;
+            }
         }
+    }
+    // One line for all the bad entries.
+    if bad > 0 {
+        let what = if bad == 1 {
+            first_bad
+        } else {
+            format!("{first_bad} and {} more", bad - 1)
+        };
+        warn(
+            "MAPAGENT_WATCH",
+            &what,
+            "expected NAME:TYPE with TYPE u8..u64, i8..i64, f64, ptr, str or chars (64 at most)",
+            "the other entries",
+        );
     }
     out
 }

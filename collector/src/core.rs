@@ -417,6 +417,22 @@ impl<'d> Core<'d> {
         (self.read(at, 4)? == b"\x7fELF").then_some(at)
     }
 
+    /// The end of the highest PT_LOAD (its .bss included) of the image whose ELF header is at
+    /// `ehdr`.
+    pub fn image_end(&self, ehdr: u64, bias: u64) -> Option<u64> {
+        let h = self.read(ehdr, 64)?;
+        let phoff = u64_at(h, 32)?;
+        let phnum = u64::from(u16::from_le_bytes(h.get(56..58)?.try_into().ok()?));
+        let raw = self.read(ehdr.checked_add(phoff)?, phnum.min(256) * 56)?;
+        let phdrs = object::pod::slice_from_all_bytes::<Phdr>(raw).ok()?;
+        let e = Endianness::Little;
+        phdrs
+            .iter()
+            .filter(|p| p.p_type(e).0 == PT_LOAD)
+            .map(|p| bias.wrapping_add(p.p_vaddr(e)).saturating_add(p.p_memsz(e)))
+            .max()
+    }
+
     /// The GNU build-id from the PT_NOTE segments of the image whose ELF header is at `ehdr`.
     fn build_id_at(&self, ehdr: u64, bias: u64) -> Option<Vec<u8>> {
         let h = self.read(ehdr, 64)?;
@@ -426,7 +442,10 @@ impl<'d> Core<'d> {
         let phdrs = object::pod::slice_from_all_bytes::<Phdr>(raw).ok()?;
         let e = Endianness::Little;
         for p in phdrs.iter().filter(|p| p.p_type(e).0 == PT_NOTE) {
-            let notes = self.read(bias.wrapping_add(p.p_vaddr(e)), p.p_memsz(e).min(1 << 16))?;
+            let Some(notes) = self.read(bias.wrapping_add(p.p_vaddr(e)), p.p_memsz(e).min(1 << 16))
+            else {
+                continue; // another note segment may hold the build-id
+            };
             let mut i = 0usize;
             while let (Some(nsz), Some(dsz), Some(ty)) =
                 (u32_at(notes, i), u32_at(notes, i + 4), u32_at(notes, i + 8))

@@ -185,7 +185,8 @@ fn procfs_segments() -> Option<Vec<Segment>> {
         segs.0
             .into_iter()
             .map(|q| {
-                let mode = q.perms as u32;
+                // The kernel prints perms in octal; procfs reads the digits as decimal.
+                let mode = u32::from_str_radix(&q.perms.to_string(), 8).unwrap_or(0);
                 Segment {
                     key: q.key,
                     shmid: q.shmid as i32,

@@ -37,6 +37,9 @@ pub struct History {
     pub start_ns: u64,
     pub watches: Vec<Watch>,
     pub values: Vec<Value>,
+    /// Indices into `values` per watch name, in time order (for value_at).
+    #[serde(skip)]
+    by_name: BTreeMap<String, Vec<usize>>,
 }
 
 fn format(ty: u8, b: &[u8]) -> String {
@@ -92,19 +95,25 @@ pub fn history(t: &Timeline<'_>) -> History {
         }
     }
     values.sort_by_key(|v| v.ts);
+    let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, v) in values.iter().enumerate() {
+        by_name.entry(v.name.clone()).or_default().push(i);
+    }
     History {
         pid: t.pid(),
         exe: t.process.exe.lossy().into_owned(),
         start_ns: t.first_ts,
         watches: watches.into_values().collect(),
         values,
+        by_name,
     }
 }
 
 /// The value of watch `name` current at `ts` (the last sample at or before it).
 pub fn value_at<'h>(h: &'h History, name: &str, ts: u64) -> Option<&'h Value> {
-    let i = h.values.partition_point(|v| v.ts <= ts);
-    h.values[..i].iter().rev().find(|v| v.name == name)
+    let idx = h.by_name.get(name)?;
+    let i = idx.partition_point(|&k| h.values.get(k).is_some_and(|v| v.ts <= ts));
+    h.values.get(*idx.get(i.checked_sub(1)?)?)
 }
 
 /// How a value reads in a report: the text, or (NULL) / (unreadable).

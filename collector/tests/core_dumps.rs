@@ -29,11 +29,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// "ready PID ring=0x.. shm=0x.. data=0x.." -> (pid, ring, shm, data).
-fn ready(line: &str) -> (u32, u64, u64, u64) {
+/// "ready PID ring=0x.. shm=0x.. data=0x.. heap=0x.." -> (pid, ring, shm, data, heap).
+fn ready(line: &str) -> (u32, u64, u64, u64, u64) {
     let f: Vec<&str> = line.split_whitespace().collect();
     let hex = |x: &str| u64::from_str_radix(x.split_once("=0x").unwrap().1, 16).unwrap();
-    (f[1].parse().unwrap(), hex(f[2]), hex(f[3]), hex(f[4]))
+    (
+        f[1].parse().unwrap(),
+        hex(f[2]),
+        hex(f[3]),
+        hex(f[4]),
+        hex(f[5]),
+    )
 }
 
 /// gdb's `info proc mappings` rows for a core: (start, end, offset, objfile).
@@ -94,8 +100,13 @@ fn mapping(maps: &[Value], addr: u64) -> &Value {
 }
 
 /// Everything Must-show 1 asks of one core.
-fn check_core(core: &Path, sub: &Subject, addrs: (u32, u64, u64, u64), dir: &Path) -> Vec<Value> {
-    let (pid, ring, shm, data) = addrs;
+fn check_core(
+    core: &Path,
+    sub: &Subject,
+    addrs: (u32, u64, u64, u64, u64),
+    dir: &Path,
+) -> Vec<Value> {
+    let (pid, ring, shm, data, heap) = addrs;
     let v = mapagent_json(&["core", s(core), "--json"]);
     let maps = v.as_array().unwrap().clone();
 
@@ -111,6 +122,8 @@ fn check_core(core: &Path, sub: &Subject, addrs: (u32, u64, u64, u64), dir: &Pat
     for name in ["[heap]", "[stack]", "[vdso]"] {
         assert!(maps.iter().any(|m| m["path"] == name), "no {name}");
     }
+    // malloc's block is in [heap], not in the program's .bss mapping just above its file.
+    assert_eq!(mapping(&maps, heap)["path"], "[heap]");
     // The magic ring buffer: one memfd twice, back to back, dumped.
     let (a, b) = (mapping(&maps, ring), mapping(&maps, ring + 65536));
     for m in [a, b] {

@@ -30,11 +30,14 @@ impl Writer {
         if n == 0 {
             return;
         }
-        self.watches.images_seen = self.loaded.len();
         if self.watches.addr.len() != n {
             self.watches.addr = vec![None; n];
             self.watches.last = vec![None; n];
         }
+        if self.loader_busy() {
+            return; // looked up on a later, quiet cycle (images_seen is left as it was)
+        }
+        self.watches.images_seen = self.loaded.len();
         for i in 0..n {
             if self.watches.addr.get(i).copied().flatten().is_some() {
                 continue;
@@ -70,8 +73,14 @@ impl Writer {
         {
             return;
         }
-        self.watches.images_seen = self.loaded.len();
         self.resolve_watches(false);
+    }
+
+    /// Whether a dlopen or dlclose is under way: dlsym would wait for the loader's lock, and
+    /// a constructor in that dlopen may be waiting for this thread (mapagent_snapshot).
+    fn loader_busy(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.ag.slow_started.load(Ordering::SeqCst) != self.ag.slow_finished.load(Ordering::SeqCst)
     }
 
     /// Samples every resolved watch; `all`: write even unchanged values.

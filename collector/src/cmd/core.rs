@@ -124,7 +124,9 @@ pub fn mappings(core: &Core<'_>, modules: &[Module], exe: Option<&Path>) -> Vec<
 
     // Images: every mapping of the file that holds a module's dynamic section.
     let vdso = core.aux(AT_SYSINFO_EHDR);
-    let mut exe_file: Option<String> = exe.map(|p| p.display().to_string());
+    // The main program as the core names it (its file note entry): --exe only stands in for
+    // the file itself when that is gone (see add_sections).
+    let mut exe_file: Option<String> = None;
     for (i, m) in modules.iter().enumerate() {
         let bid = m.build_id.as_deref().map(hex);
         if m.start.is_some() && m.start == vdso {
@@ -155,9 +157,11 @@ pub fn mappings(core: &Core<'_>, modules: &[Module], exe: Option<&Path>) -> Vec<
             .and_then(|a| core.file_at(a))
             .map(|f| f.name.clone());
     }
-    // Stacks: the mappings the threads' stack pointers are in (the first thread's is the
-    // one that faulted, not necessarily the main thread: name the lowest tid [stack]).
-    let main_tid = core.threads.iter().map(|t| t.tid).min();
+    // Stacks: the mappings the threads' stack pointers are in. The main thread's tid is the
+    // pid (the first thread listed is the one that faulted, not necessarily the main one).
+    let main_tid = core
+        .pid
+        .or_else(|| core.threads.iter().map(|t| t.tid).min());
     for t in &core.threads {
         let Some(sp) = t.sp else { continue };
         if let Some(x) = out
@@ -171,14 +175,22 @@ pub fn mappings(core: &Core<'_>, modules: &[Module], exe: Option<&Path>) -> Vec<
             };
         }
     }
-    // The heap: the first anonymous writable mapping after the program's last segment, within
-    // brk's randomization range (1 GiB on x86-64 since Linux 5.18, 32 MiB before).
-    if let Some(exe_end) = exe_file
+    // The heap: the first anonymous writable mapping past the program's .bss (brk starts
+    // there, plus up to 1 GiB of randomization on x86-64 since Linux 5.18, 32 MiB before). A
+    // .bss larger than its file's last page is an anonymous mapping of its own right after
+    // the file mappings: not the heap.
+    let file_end = exe_file
         .as_ref()
-        .and_then(|f| out.iter().filter(|x| &x.path == f).map(|x| x.end).max())
-    {
+        .and_then(|f| out.iter().filter(|x| &x.path == f).map(|x| x.end).max());
+    let bss_end = modules
+        .first()
+        .and_then(|m| core.image_end(m.start?, m.load_bias))
+        .map(|e| e.div_ceil(4096) * 4096);
+    if let Some(exe_end) = file_end {
+        let past = bss_end.unwrap_or(exe_end).max(exe_end);
         if let Some(x) = out.iter_mut().find(|x| {
-            x.start >= exe_end
+            x.end > past
+                && x.start >= exe_end
                 && x.start - exe_end <= (1 << 30) + (64 << 20)
                 && x.path.is_empty()
                 && x.perms.starts_with("rw")
@@ -210,20 +222,21 @@ pub fn mappings(core: &Core<'_>, modules: &[Module], exe: Option<&Path>) -> Vec<
         x.sysv = x.path.starts_with("/SYSV");
         x.deleted = x.path.ends_with(" (deleted)");
     }
-    add_sections(&mut out);
+    add_sections(&mut out, exe_file.as_deref().zip(exe));
     out
 }
 
 /// Names the sections of each image inside its mappings, from the file on disk when it is
 /// still the image that was loaded (same build-id).
-fn add_sections(out: &mut [CoreMapping]) {
+/// `exe`: the main program's name in the core and the file to read for it (--exe), used when
+/// the named file cannot be read (deleted, or the core comes from another machine).
+fn add_sections(out: &mut [CoreMapping], exe: Option<(&str, &Path)>) {
     let mut done: Vec<String> = Vec::new();
     let images: Vec<(String, u64, Option<String>)> = out
         .iter()
         .filter_map(|x| {
             let b = x.load_bias?;
-            (!x.path.starts_with('[') && !x.deleted)
-                .then(|| (x.path.clone(), b, x.build_id.clone()))
+            (!x.path.starts_with('[')).then(|| (x.path.clone(), b, x.build_id.clone()))
         })
         .collect();
     for (path, bias, bid) in images {
@@ -231,13 +244,22 @@ fn add_sections(out: &mut [CoreMapping]) {
             continue;
         }
         done.push(path.clone());
-        let Ok(f) = ImageFile::open(Path::new(&path)) else {
+        // A deleted file may have been put back (a reinstall): the build-id check below says
+        // whether what is there now is what was mapped.
+        let on_disk = path.strip_suffix(" (deleted)").unwrap_or(&path);
+        let opened = ImageFile::open(Path::new(on_disk)).or_else(|e| match exe {
+            Some((name, file)) if name == path => ImageFile::open(file),
+            _ => Err(e),
+        });
+        let Ok(f) = opened else {
             continue;
         };
-        if let (Some(want), Some(have)) = (&bid, f.build_id()) {
-            if *want != hex(&have) {
-                continue;
-            }
+        let have = f.build_id().map(|h| hex(&h));
+        match (&bid, &have) {
+            (Some(want), Some(have)) if want != have => continue,
+            // A deleted file's name proves nothing: only a matching build-id does.
+            (None, _) | (_, None) if on_disk != path => continue,
+            _ => {}
         }
         let Ok(info) = f.info() else { continue };
         for x in out.iter_mut().filter(|x| x.path == path) {
