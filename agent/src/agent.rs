@@ -49,6 +49,8 @@ pub struct Agent {
     pub baseline: AtomicPtr<crate::writer::Baseline>,
     /// The writer thread (joinable) and, while it is parked, its state.
     pub writer_thread: AtomicU64,
+    /// Its kernel thread id (to see it gone from the thread group after a join).
+    pub writer_tid: AtomicU32,
     pub parked: AtomicPtr<crate::writer::Writer>,
     /// Set when a park request timed out: the writer must not park for it any more.
     pub park_cancelled: AtomicBool,
@@ -133,6 +135,7 @@ impl Agent {
             out_fd: AtomicI32::new(-1),
             baseline: AtomicPtr::new(core::ptr::null_mut()),
             writer_thread: AtomicU64::new(0),
+            writer_tid: AtomicU32::new(0),
             parked: AtomicPtr::new(core::ptr::null_mut()),
             park_cancelled: AtomicBool::new(false),
         }))

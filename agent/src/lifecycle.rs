@@ -45,6 +45,10 @@ pub fn init() {
     // Grown later, with threads sharing it, the descriptor table costs an RCU grace period
     // in the kernel (10 ms measured here), which the first dlopen would pay in high_fd.
     sys::grow_fd_table(crate::hooks::dl::HIGH_FD);
+    // Opened now, before main can have closed 0 and expect it back from its next open(): the
+    // writer starts alongside main and reads these at once.
+    let _ = sys::PROC_MAPS.ensure();
+    let _ = sys::PROC_STATM.ensure();
     start(ag, true);
     tracing::debug!("agent started");
 }
@@ -149,6 +153,21 @@ pub fn with_writer_parked(change: impl FnOnce() -> c_int) -> c_int {
             tv_nsec: 0,
         };
         unsafe { libc::pthread_timedjoin_np(th, core::ptr::null_mut(), &deadline) };
+        // The join returns when the thread cleared its tid, but the kernel removes it from the
+        // thread group a little later; unshare(CLONE_NEWUSER) and friends fail with EINVAL
+        // until then. Wait for that (bounded: 100 ms).
+        let tid = ag.writer_tid.load(Ordering::Acquire) as libc::pid_t;
+        for _ in 0..2000 {
+            let alive = unsafe { libc::syscall(libc::SYS_tgkill, ag.pid as libc::pid_t, tid, 0) };
+            if tid == 0 || (alive != 0 && sys::errno() == libc::ESRCH) {
+                break;
+            }
+            let t = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000,
+            };
+            unsafe { libc::nanosleep(&t, core::ptr::null_mut()) };
+        }
     }
     let r = change();
     let e = sys::errno();

@@ -89,12 +89,7 @@ impl Drop for Scanner {
 
 impl Scanner {
     pub fn open(page: u64) -> Option<Scanner> {
-        let fd = unsafe {
-            libc::open(
-                c"/proc/self/pagemap".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = crate::sys::open_high(c"/proc/self/pagemap");
         (fd >= 0).then(|| Scanner {
             pagemap: fd,
             scan_works: None,

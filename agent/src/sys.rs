@@ -195,10 +195,127 @@ pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
     }
 }
 
+/// Where the agent's own descriptors go; lifecycle grows the table this far at start.
+pub const HIGH_FD: c_int = 1000;
+
+/// Moves a descriptor to a number above those applications juggle (dup2 onto 0-2, closefrom
+/// ranges of low fds); keeps it where it is if that fails.
+///
+/// # Safety
+/// `fd` is a descriptor the caller owns (it is closed when moved).
+pub unsafe fn high_fd(fd: c_int) -> c_int {
+    if fd < 0 {
+        return fd;
+    }
+    let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD);
+    if high < 0 {
+        return fd;
+    }
+    libc::close(fd);
+    high
+}
+
+/// open(2) for the agent's own reads, moved at once above the numbers applications expect
+/// to get back (close(0); open() must still return 0 while the writer reads /proc).
+pub fn open_high(path: &core::ffi::CStr) -> c_int {
+    unsafe { high_fd(libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)) }
+}
+
+/// A /proc/self file the writer reads again and again (maps, statm), kept open on a high
+/// descriptor: opening it each time would briefly take the lowest free number, which an
+/// application that just closed 0 expects its next open() to get. Reopened in a fork child
+/// (the inherited descriptor names the parent), and when the descriptor no longer is the file
+/// opened (an application that closed every descriptor and reused the number).
+pub struct ProcFile {
+    path: &'static core::ffi::CStr,
+    fd: core::sync::atomic::AtomicI32,
+    pid: core::sync::atomic::AtomicI32,
+    ino: core::sync::atomic::AtomicU64,
+}
+
+pub static PROC_MAPS: ProcFile = ProcFile::new(c"/proc/self/maps");
+pub static PROC_STATM: ProcFile = ProcFile::new(c"/proc/self/statm");
+
+impl ProcFile {
+    pub const fn new(path: &'static core::ffi::CStr) -> ProcFile {
+        ProcFile {
+            path,
+            fd: core::sync::atomic::AtomicI32::new(-1),
+            pid: core::sync::atomic::AtomicI32::new(0),
+            ino: core::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn ino_of(fd: c_int) -> Option<u64> {
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
+    }
+
+    /// The descriptor, opened (again) if this process has none that is still the file:
+    /// called by the constructor first, before the application can have closed 0-2.
+    pub fn ensure(&self) -> Result<c_int, c_int> {
+        use core::sync::atomic::Ordering::{Acquire, Release};
+        let pid = getpid();
+        let fd = self.fd.load(Acquire);
+        let saved = self.ino.load(Acquire);
+        if fd >= 0 && self.pid.load(Acquire) == pid && Self::ino_of(fd) == Some(saved) {
+            return Ok(fd);
+        }
+        let new = open_high(self.path);
+        if new < 0 {
+            return Err(errno());
+        }
+        let Some(ino) = Self::ino_of(new) else {
+            unsafe { libc::close(new) };
+            return Err(errno());
+        };
+        // A descriptor of ours from before (the parent's file in a fork child) goes, but not
+        // a number the application has reused since.
+        let old = self.fd.swap(new, Release);
+        if old >= 0 && Self::ino_of(old) == Some(saved) {
+            unsafe { libc::close(old) };
+        }
+        self.ino.store(ino, Release);
+        self.pid.store(pid, Release);
+        Ok(new)
+    }
+
+    /// The current contents into `buf` (pread from 0: seq_file regenerates them).
+    pub fn read(&self, buf: &mut Vec<u8>) -> Result<(), c_int> {
+        let fd = self.ensure()?;
+        buf.clear();
+        loop {
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(buf.capacity().max(16384));
+            }
+            let spare = buf.capacity() - buf.len();
+            let n = unsafe {
+                libc::pread(
+                    fd,
+                    buf.as_mut_ptr().add(buf.len()).cast(),
+                    spare,
+                    buf.len() as libc::off_t,
+                )
+            };
+            if n < 0 {
+                let e = errno();
+                if e == libc::EINTR {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            unsafe { buf.set_len(buf.len() + n as usize) };
+        }
+    }
+}
+
 /// Reads a whole (small, /proc) file into `buf`, reusing its capacity.
 pub fn read_file(path: &core::ffi::CStr, buf: &mut Vec<u8>) -> Result<(), c_int> {
     buf.clear();
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = open_high(path);
     if fd < 0 {
         return Err(errno());
     }

@@ -153,22 +153,8 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     r
 }
 
-/// Where the agent's own descriptors go; lifecycle grows the table this far at start.
-pub const HIGH_FD: c_int = 1000;
-
-/// Moves a descriptor to a number above those applications juggle (dup2 onto 0-2, closefrom
-/// ranges of low fds); keeps it where it is if that fails.
-unsafe fn high_fd(fd: c_int) -> c_int {
-    if fd < 0 {
-        return fd;
-    }
-    let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD);
-    if high < 0 {
-        return fd;
-    }
-    libc::close(fd);
-    high
-}
+use crate::sys::high_fd;
+pub use crate::sys::HIGH_FD;
 
 /// Turns image changes seen by a hook into events (payload in a pool slot).
 pub struct EventSink<'a> {

@@ -34,7 +34,7 @@ impl Identities {
     /// Reads /proc/self/maps for this batch if not done yet.
     pub fn snapshot(&mut self) -> &[Region] {
         if self.snapshot.is_none() {
-            let regions = match sys::read_file(c"/proc/self/maps", &mut self.buf) {
+            let regions = match sys::PROC_MAPS.read(&mut self.buf) {
                 Ok(()) => parse_maps(&self.buf).unwrap_or_default(),
                 Err(_) => Vec::new(),
             };

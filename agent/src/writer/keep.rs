@@ -73,7 +73,7 @@ impl Writer {
             Source::Fd(fd) => fd,
             Source::Path(p) => {
                 let Ok(c) = CString::new(p) else { return };
-                let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+                let fd = crate::sys::open_high(&c);
                 if fd < 0 {
                     let why = format!(
                         "cannot open {} ({})",
@@ -208,10 +208,10 @@ fn kept_bytes(dir: &std::path::Path) -> u64 {
         return 0;
     };
     let fd = unsafe {
-        libc::open(
+        sys::high_fd(libc::open(
             c.as_ptr(),
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
+        ))
     };
     if fd < 0 {
         return 0;
@@ -255,11 +255,11 @@ fn copy_fd(fd: c_int, dest: &std::path::Path, size: u64) -> Result<(), c_int> {
     let tmp =
         CString::new([dest.as_os_str().as_bytes(), b".tmp"].concat()).map_err(|_| libc::EINVAL)?;
     let out = unsafe {
-        libc::open(
+        sys::high_fd(libc::open(
             tmp.as_ptr(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
             0o644,
-        )
+        ))
     };
     if out < 0 {
         return Err(sys::errno());

@@ -97,7 +97,7 @@ impl Writer {
 /// The seven numbers of /proc/self/statm, in pages.
 fn statm() -> Option<[u64; 7]> {
     let mut buf = Vec::with_capacity(128);
-    sys::read_file(c"/proc/self/statm", &mut buf).ok()?;
+    sys::PROC_STATM.read(&mut buf).ok()?;
     let mut out = [0u64; 7];
     let mut it = buf
         .split(|c| c.is_ascii_whitespace())

@@ -63,6 +63,10 @@ struct Start {
     ag: &'static Agent,
     /// A writer parked for a credential change, to resume; None for a fresh start.
     resume: Option<Box<Writer>>,
+    /// The record file, created by the thread that starts the writer (the constructor, or the
+    /// fork child's handler) before the application can close 0 and expect it back: opened
+    /// by the writer alongside main, it could briefly take that number.
+    out: Option<Out>,
 }
 
 /// How long the copies of images found missing at exit may take.
@@ -75,7 +79,13 @@ const MIN_RECONCILE_NS: u64 = 20_000_000;
 /// not std::thread: std registers thread-local destructors through glibc's calloc, which would
 /// give the agent a malloc arena of its own (64 MiB reserved) in the application's address space.
 pub fn spawn(ag: &'static Agent) -> Result<(), ()> {
-    spawn_thread(Start { ag, resume: None })
+    // If it fails here, the writer tries again and reports why.
+    let out = Out::create(&ag.cfg.dir, ag.pid).ok();
+    spawn_thread(Start {
+        ag,
+        resume: None,
+        out,
+    })
 }
 
 /// Starts a new writer thread that carries on with a parked writer's state.
@@ -83,6 +93,7 @@ pub fn resume(ag: &'static Agent, w: Box<Writer>) -> Result<(), ()> {
     spawn_thread(Start {
         ag,
         resume: Some(w),
+        out: None,
     })
 }
 
@@ -132,11 +143,12 @@ fn run(s: Start) {
     t.depth = 1; // hooked calls made by the writer itself pass through
     t.flags |= tls::FLAG_WRITER;
     let ag = s.ag;
+    ag.writer_tid.store(sys::gettid() as u32, Ordering::Release);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
         move || -> Result<bool, String> {
             let mut w = match s.resume {
                 Some(w) => w,
-                None => Box::new(Writer::start(s.ag)?),
+                None => Box::new(Writer::start(s.ag, s.out)?),
             };
             match w.run()? {
                 Ending::Exited => {}
@@ -195,9 +207,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    fn start(ag: &'static Agent) -> Result<Writer, String> {
+    fn start(ag: &'static Agent, out: Option<Out>) -> Result<Writer, String> {
         let mut base = Self::wait_for_baseline(ag)?;
-        let out = Out::create(&ag.cfg.dir, ag.pid)?;
+        let out = match out {
+            Some(o) => o,
+            None => Out::create(&ag.cfg.dir, ag.pid)?,
+        };
         ag.out_fd.store(out.fd, Ordering::Release);
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
         let mut w = Writer {
@@ -622,7 +637,7 @@ fn on_disk(name: &[u8]) -> (Vec<u8>, u32, u32, u64) {
     let Ok(c) = std::ffi::CString::new(name) else {
         return (name.to_vec(), 0, 0, 0);
     };
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    let fd = unsafe { sys::high_fd(libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC)) };
     if fd < 0 {
         return (name.to_vec(), 0, 0, 0);
     }

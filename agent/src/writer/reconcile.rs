@@ -74,7 +74,7 @@ impl Writer {
             let quiet = ag.finished.load(Ordering::SeqCst) == started;
             self.drain();
             let ts = sys::now();
-            if sys::read_file(c"/proc/self/maps", &mut buf).is_err() {
+            if sys::PROC_MAPS.read(&mut buf).is_err() {
                 return None;
             }
             let clean = quiet
@@ -236,7 +236,7 @@ impl Writer {
     /// /proc/self/statm: (size, data+stack) in pages.
     fn statm(&self) -> Option<(i64, i64)> {
         let mut buf = Vec::with_capacity(128);
-        sys::read_file(c"/proc/self/statm", &mut buf).ok()?;
+        sys::PROC_STATM.read(&mut buf).ok()?;
         let mut it = buf.split(|&c| c == b' ');
         let num =
             |s: Option<&[u8]>| -> Option<i64> { std::str::from_utf8(s?).ok()?.trim().parse().ok() };
