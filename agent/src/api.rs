@@ -17,31 +17,40 @@ pub unsafe extern "C" fn mapagent_snapshot(label: *const c_char) -> c_int {
     std::panic::catch_unwind(|| snapshot(label)).unwrap_or(-1)
 }
 
-fn snapshot(label: *const c_char) -> c_int {
+/// Asks the writer for `what` and waits for it: 0, or -1 if the agent is not recording, the
+/// caller is the writer itself (it would wait for itself) or inside the agent, `prepare`
+/// failed, or the writer took longer than SNAPSHOT_WAIT_NS.
+fn ask_writer(what: u32, prepare: impl FnOnce(&'static agent::Agent) -> bool) -> c_int {
     let Some(ag) = agent::recording() else {
         return -1;
     };
-    // Not from the writer itself (it would wait for itself), nor from inside the agent.
     if tls::is_writer() {
         return -1;
     }
     let Some(_g) = tls::Guard::enter() else {
         return -1;
     };
-    let mut ev = Event::new(Kind::Snapshot, [0; 8]);
-    if let Some(slot) = ag.pool.take() {
-        unsafe { SlotWriter::new(ag.pool.bytes(slot)).cstr(label) };
-        ev.slot = slot;
-    }
-    if !ag.push(ev) {
+    if !prepare(ag) {
         return -1;
     }
-    let seq = ag.ctl.post(ag, req::SNAPSHOT);
+    let seq = ag.ctl.post(ag, what);
     if ag.ctl.wait(seq, SNAPSHOT_WAIT_NS) {
         0
     } else {
         -1
     }
+}
+
+fn snapshot(label: *const c_char) -> c_int {
+    ask_writer(req::SNAPSHOT, |ag| {
+        // The label goes through the channel, in order with the events before it.
+        let mut ev = Event::new(Kind::Snapshot, [0; 8]);
+        if let Some(slot) = ag.pool.take() {
+            unsafe { SlotWriter::new(ag.pool.bytes(slot)).cstr(label) };
+            ev.slot = slot;
+        }
+        ag.push(ev)
+    })
 }
 
 /// The handler for MAPAGENT_SNAPSHOT_SIGNAL: asks the writer for a snapshot and returns
@@ -61,22 +70,10 @@ pub unsafe extern "C" fn mapagent_watch_sample() -> c_int {
 }
 
 fn watch_sample() -> c_int {
-    let Some(ag) = agent::recording() else {
-        return -1;
-    };
-    if tls::is_writer() {
-        return -1;
-    }
-    let Some(_g) = tls::Guard::enter() else {
-        return -1;
-    };
-    ag.ctl
-        .watch_tid
-        .store(tls::tid(), core::sync::atomic::Ordering::Release);
-    let seq = ag.ctl.post(ag, req::WATCH);
-    if ag.ctl.wait(seq, SNAPSHOT_WAIT_NS) {
-        0
-    } else {
-        -1
-    }
+    ask_writer(req::WATCH, |ag| {
+        ag.ctl
+            .watch_tid
+            .store(tls::tid(), core::sync::atomic::Ordering::Release);
+        true
+    })
 }

@@ -93,19 +93,11 @@ fn signal(var: &str) -> Option<i32> {
             None => t.parse::<i32>().ok(),
         },
     };
-    let forbidden = [
-        libc::SIGKILL,
-        libc::SIGSTOP,
-        libc::SIGSEGV,
-        libc::SIGBUS,
-        libc::SIGFPE,
-        libc::SIGILL,
-        libc::SIGABRT,
-        libc::SIGTRAP,
-        libc::SIGSYS,
-    ];
+    let forbidden = |n: i32| {
+        n == libc::SIGKILL || n == libc::SIGSTOP || crate::lifecycle::CRASH_SIGNALS.contains(&n)
+    };
     match n {
-        Some(n) if n > 0 && n <= libc::SIGRTMAX() && !forbidden.contains(&n) => Some(n),
+        Some(n) if n > 0 && n <= libc::SIGRTMAX() && !forbidden(n) => Some(n),
         _ => {
             warn(
                 var,

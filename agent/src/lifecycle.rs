@@ -222,7 +222,9 @@ extern "C" fn fork_child() {
     start(ag, false);
 }
 
-const CRASH_SIGNALS: [c_int; 7] = [
+/// The signals that mean a crash: flushed on, then let through (and never taken over by
+/// MAPAGENT_SNAPSHOT_SIGNAL).
+pub const CRASH_SIGNALS: [c_int; 7] = [
     libc::SIGSEGV,
     libc::SIGBUS,
     libc::SIGFPE,

@@ -282,63 +282,49 @@ impl ProcFile {
 
     /// The current contents into `buf` (pread from 0: seq_file regenerates them).
     pub fn read(&self, buf: &mut Vec<u8>) -> Result<(), c_int> {
-        let fd = self.ensure()?;
-        buf.clear();
-        loop {
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(buf.capacity().max(16384));
-            }
-            let spare = buf.capacity() - buf.len();
-            let n = unsafe {
-                libc::pread(
-                    fd,
-                    buf.as_mut_ptr().add(buf.len()).cast(),
-                    spare,
-                    buf.len() as libc::off_t,
-                )
-            };
-            if n < 0 {
-                let e = errno();
-                if e == libc::EINTR {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            unsafe { buf.set_len(buf.len() + n as usize) };
-        }
+        pread_all(self.ensure()?, buf)
     }
 }
 
 /// Reads a whole (small, /proc) file into `buf`, reusing its capacity.
 pub fn read_file(path: &core::ffi::CStr, buf: &mut Vec<u8>) -> Result<(), c_int> {
-    buf.clear();
     let fd = open_high(path);
     if fd < 0 {
         return Err(errno());
     }
-    let res = loop {
+    let res = pread_all(fd, buf);
+    unsafe { libc::close(fd) };
+    res
+}
+
+/// Everything from offset 0 to the end of `fd` into `buf` (cleared first).
+fn pread_all(fd: c_int, buf: &mut Vec<u8>) -> Result<(), c_int> {
+    buf.clear();
+    loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(buf.capacity().max(16384));
         }
         let spare = buf.capacity() - buf.len();
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().add(buf.len()).cast(), spare) };
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf.as_mut_ptr().add(buf.len()).cast(),
+                spare,
+                buf.len() as libc::off_t,
+            )
+        };
         if n < 0 {
             let e = errno();
             if e == libc::EINTR {
                 continue;
             }
-            break Err(e);
+            return Err(e);
         }
         if n == 0 {
-            break Ok(());
+            return Ok(());
         }
         unsafe { buf.set_len(buf.len() + n as usize) };
-    };
-    unsafe { libc::close(fd) };
-    res
+    }
 }
 
 /// readlink into a Vec (no NUL).
