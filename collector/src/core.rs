@@ -338,10 +338,7 @@ impl<'d> Core<'d> {
         let (Some(phdr), Some(phnum)) = (self.aux(AT_PHDR), self.aux(AT_PHNUM)) else {
             return out;
         };
-        let Some(raw) = self.read(phdr, phnum.min(256) * 56) else {
-            return out;
-        };
-        let Ok(phdrs) = object::pod::slice_from_all_bytes::<Phdr>(raw) else {
+        let Some(phdrs) = self.phdrs(phdr, phnum) else {
             return out;
         };
         let e = Endianness::Little;
@@ -417,14 +414,24 @@ impl<'d> Core<'d> {
         (self.read(at, 4)? == b"\x7fELF").then_some(at)
     }
 
-    /// The end of the highest PT_LOAD (its .bss included) of the image whose ELF header is at
-    /// `ehdr`.
-    pub fn image_end(&self, ehdr: u64, bias: u64) -> Option<u64> {
+    /// `count` program headers at `addr` in dumped memory (at most 256).
+    fn phdrs(&self, addr: u64, count: u64) -> Option<&'d [Phdr]> {
+        let raw = self.read(addr, count.min(256) * 56)?;
+        object::pod::slice_from_all_bytes::<Phdr>(raw).ok()
+    }
+
+    /// The program headers of the image whose ELF header is at `ehdr`.
+    fn image_phdrs(&self, ehdr: u64) -> Option<&'d [Phdr]> {
         let h = self.read(ehdr, 64)?;
         let phoff = u64_at(h, 32)?;
         let phnum = u64::from(u16::from_le_bytes(h.get(56..58)?.try_into().ok()?));
-        let raw = self.read(ehdr.checked_add(phoff)?, phnum.min(256) * 56)?;
-        let phdrs = object::pod::slice_from_all_bytes::<Phdr>(raw).ok()?;
+        self.phdrs(ehdr.checked_add(phoff)?, phnum)
+    }
+
+    /// The end of the highest PT_LOAD (its .bss included) of the image whose ELF header is at
+    /// `ehdr`.
+    pub fn image_end(&self, ehdr: u64, bias: u64) -> Option<u64> {
+        let phdrs = self.image_phdrs(ehdr)?;
         let e = Endianness::Little;
         phdrs
             .iter()
@@ -435,11 +442,7 @@ impl<'d> Core<'d> {
 
     /// The GNU build-id from the PT_NOTE segments of the image whose ELF header is at `ehdr`.
     fn build_id_at(&self, ehdr: u64, bias: u64) -> Option<Vec<u8>> {
-        let h = self.read(ehdr, 64)?;
-        let phoff = u64_at(h, 32)?;
-        let phnum = u64::from(u16::from_le_bytes(h.get(56..58)?.try_into().ok()?));
-        let raw = self.read(ehdr.checked_add(phoff)?, phnum.min(256) * 56)?;
-        let phdrs = object::pod::slice_from_all_bytes::<Phdr>(raw).ok()?;
+        let phdrs = self.image_phdrs(ehdr)?;
         let e = Endianness::Little;
         for p in phdrs.iter().filter(|p| p.p_type(e).0 == PT_NOTE) {
             let Some(notes) = self.read(bias.wrapping_add(p.p_vaddr(e)), p.p_memsz(e).min(1 << 16))

@@ -1,6 +1,7 @@
 //! Memory use over time: the agent's MemUsage samples (the columns of /proc/self/statm) of a
 //! process, as a table and as an SVG line chart.
 
+use crate::text::xml_escape as esc;
 use crate::timeline::Timeline;
 use mapagent_record::records::{kind, mem_source, MemUsage};
 use serde::Serialize;
@@ -81,12 +82,6 @@ fn metric(s: &Sample, name: &str) -> u64 {
         "shared" => s.shared,
         _ => s.text,
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// One SVG document, a chart per process: time on x (seconds since the process started),

@@ -4,6 +4,7 @@
 
 use crate::dirty::{ImageReport, Report};
 use crate::snapshot::PageKind;
+use crate::text::xml_escape as esc;
 use std::fmt::Write as _;
 
 /// Cells per row, cell size and gap (CSS pixels).
@@ -40,20 +41,6 @@ h1{font-size:18px}h2{font-size:15px;margin:18px 0 4px}h3{font-size:13px;margin:1
 rect:hover{stroke:#000;stroke-width:1.5}\
 .key span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px;vertical-align:-1px}\
 code{font-size:12px}";
-
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            _ => o.push(c),
-        }
-    }
-    o
-}
 
 /// Symbol indices per page (all of them counted, the first NAMES kept), by page index.
 fn names_per_page(im: &ImageReport, page: u64) -> Vec<(Vec<usize>, usize)> {

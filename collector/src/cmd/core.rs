@@ -55,6 +55,49 @@ pub struct CoreMapping {
     pub kept_copy: Option<String>,
 }
 
+impl CoreMapping {
+    /// A mapping as the core has it; images, flags and record facts are added later.
+    fn new(
+        start: u64,
+        end: u64,
+        perms: String,
+        offset: Option<u64>,
+        path: String,
+        dumped: u64,
+    ) -> Self {
+        let mut m = CoreMapping {
+            start,
+            end,
+            size: end.saturating_sub(start),
+            perms,
+            offset,
+            path: String::new(),
+            dumped: dumped > 0,
+            dumped_bytes: dumped,
+            memfd: false,
+            sysv: false,
+            deleted: false,
+            load_bias: None,
+            build_id: None,
+            sections: Vec::new(),
+            inode: None,
+            dev: None,
+            aliases: Vec::new(),
+            kept_copy: None,
+        };
+        m.set_path(path);
+        m
+    }
+
+    /// Names it, with the flags its name implies.
+    fn set_path(&mut self, path: String) {
+        self.memfd = path.starts_with("/memfd:");
+        self.sysv = path.starts_with("/SYSV");
+        self.deleted = path.ends_with(" (deleted)");
+        self.path = path;
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -74,50 +117,26 @@ pub fn mappings(core: &Core<'_>, modules: &[Module], exe: Option<&Path>) -> Vec<
     for l in &core.loads {
         let f = core.file_at(l.vaddr);
         let dumped = core.bytes(l).len() as u64;
-        out.push(CoreMapping {
-            start: l.vaddr,
-            end: l.vaddr.saturating_add(l.memsz),
-            size: l.memsz,
-            perms: perms(l.flags),
-            offset: f.map(|f| f.offset.saturating_add(l.vaddr - f.start)),
-            path: f.map_or(String::new(), |f| f.name.clone()),
-            dumped: dumped > 0,
-            dumped_bytes: dumped,
-            memfd: false,
-            sysv: false,
-            deleted: false,
-            load_bias: None,
-            build_id: None,
-            sections: Vec::new(),
-            inode: None,
-            dev: None,
-            aliases: Vec::new(),
-            kept_copy: None,
-        });
+        out.push(CoreMapping::new(
+            l.vaddr,
+            l.vaddr.saturating_add(l.memsz),
+            perms(l.flags),
+            f.map(|f| f.offset.saturating_add(l.vaddr - f.start)),
+            f.map_or(String::new(), |f| f.name.clone()),
+            dumped,
+        ));
     }
     // File mappings the core has no segment for (a dumper that skipped them).
     for f in &core.files {
         if !out.iter().any(|m| m.start < f.end && f.start < m.end) {
-            out.push(CoreMapping {
-                start: f.start,
-                end: f.end,
-                size: f.end.saturating_sub(f.start),
-                perms: "???".into(),
-                offset: Some(f.offset),
-                path: f.name.clone(),
-                dumped: false,
-                dumped_bytes: 0,
-                memfd: false,
-                sysv: false,
-                deleted: false,
-                load_bias: None,
-                build_id: None,
-                sections: Vec::new(),
-                inode: None,
-                dev: None,
-                aliases: Vec::new(),
-                kept_copy: None,
-            });
+            out.push(CoreMapping::new(
+                f.start,
+                f.end,
+                "???".into(),
+                Some(f.offset),
+                f.name.clone(),
+                0,
+            ));
         }
     }
     out.sort_by_key(|m| m.start);
@@ -218,9 +237,6 @@ pub fn mappings(core: &Core<'_>, modules: &[Module], exe: Option<&Path>) -> Vec<
                 "[anon]".into()
             };
         }
-        x.memfd = x.path.starts_with("/memfd:");
-        x.sysv = x.path.starts_with("/SYSV");
-        x.deleted = x.path.ends_with(" (deleted)");
     }
     add_sections(&mut out, exe_file.as_deref().zip(exe));
     out
@@ -300,10 +316,7 @@ fn add_record(out: &mut [CoreMapping], pid: Option<u32>, record: &Path) -> Resul
             }
             // gcore leaves SysV segments out of its file note; the agent saw them attached.
             if x.path == "[anon]" && m.path.starts_with('/') {
-                x.path = m.path.clone();
-                x.sysv = x.path.starts_with("/SYSV");
-                x.memfd = x.path.starts_with("/memfd:");
-                x.deleted = x.path.ends_with(" (deleted)");
+                x.set_path(m.path.clone());
             }
         }
     }

@@ -102,15 +102,7 @@ pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
         cwd.join(dir)
     };
     let before = list(&dir);
-    let preload = match std::env::var_os("LD_PRELOAD") {
-        Some(old) if !old.is_empty() => {
-            let mut s = lib.clone().into_os_string();
-            s.push(":");
-            s.push(old);
-            s
-        }
-        _ => lib.clone().into_os_string(),
-    };
+    let preload = crate::check::preload(&lib);
     // Like time(1): the child gets the terminal's signals, we wait for it.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
