@@ -5,27 +5,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-/// libdirty_lib.so (-fPIC) and dirty_main linked against it.
-fn blog_programs() -> (PathBuf, PathBuf) {
-    let lib = cc(
-        "dirty/libdirty_lib.so",
-        &["dirty_lib.c"],
-        &["-shared", "-fPIC"],
-    );
-    let dir = lib.parent().unwrap().to_str().unwrap().to_string();
-    let main = cc(
-        "dirty/dirty_main",
-        &["dirty_main.c"],
-        &[
-            &format!("-L{dir}"),
-            "-ldirty_lib",
-            &format!("-Wl,-rpath,{dir}"),
-        ],
-    );
-    (lib, main)
-}
+use std::path::Path;
 
 fn symbol<'v>(image: &'v Value, name: &str) -> &'v Value {
     image["symbols"]

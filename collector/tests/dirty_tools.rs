@@ -9,21 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn blog_main() -> PathBuf {
-    let lib = cc(
-        "dirty/libdirty_lib.so",
-        &["dirty_lib.c"],
-        &["-shared", "-fPIC"],
-    );
-    let dir = lib.parent().unwrap().to_str().unwrap().to_string();
-    cc(
-        "dirty/dirty_main",
-        &["dirty_main.c"],
-        &[
-            &format!("-L{dir}"),
-            "-ldirty_lib",
-            &format!("-Wl,-rpath,{dir}"),
-        ],
-    )
+    blog_programs().1
 }
 
 /// The directory of the blog library with the fix (-DFIXED), same file name: runs of
@@ -38,23 +24,15 @@ fn blog_fixed_dir() -> PathBuf {
 }
 
 fn snapshot_points() -> PathBuf {
-    let lib = cc(
+    let include = format!("-I{}", root().join("agent/include").display());
+    cc_with_lib(
         "snap/libsnap_lib.so",
         &["snap_lib.c"],
-        &["-shared", "-fPIC"],
-    );
-    let dir = lib.parent().unwrap().to_str().unwrap().to_string();
-    let include = root().join("agent/include");
-    cc(
         "snap/snapshot_points",
         &["snapshot_points.c"],
-        &[
-            &format!("-I{}", include.display()),
-            &format!("-L{dir}"),
-            "-lsnap_lib",
-            &format!("-Wl,-rpath,{dir}"),
-        ],
+        &[&include],
     )
+    .1
 }
 
 fn s(p: &Path) -> &str {

@@ -4,29 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+#[path = "../../collector/tests/common/agent_build.rs"]
+mod agent_build;
 
-/// Builds libmapagent.so (release, as the other integration tests do).
+/// libmapagent.so built from this checkout.
 fn agent() -> PathBuf {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--release", "-q", "-p", "mapagent-agent"])
-        .current_dir(root());
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR" {
-            cmd.env_remove(&k);
-        }
-    }
-    assert!(cmd.status().unwrap().success(), "building the agent failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    target.join("release/libmapagent.so")
+    agent_build::build_agent(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
 }
 
 #[test]

@@ -6,7 +6,9 @@
 use mapagent_record::region::{coalesce, parse_maps, Region};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
+
+mod agent_build;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,9 +18,7 @@ pub fn root() -> PathBuf {
 }
 
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
+    agent_build::target_dir_of(&root())
 }
 
 /// The collector binary under test.
@@ -28,24 +28,7 @@ pub fn mapagent_bin() -> PathBuf {
 
 /// libmapagent.so, built in release mode (what users preload) once per test binary.
 pub fn agent() -> PathBuf {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--release", "-q", "-p", "mapagent-agent"])
-            .current_dir(root());
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR" {
-                cmd.env_remove(&k);
-            }
-        }
-        let st = cmd.status().expect("run cargo");
-        assert!(st.success(), "building the agent failed");
-        let lib = target_dir().join("release/libmapagent.so");
-        assert!(lib.is_file(), "{} missing", lib.display());
-        lib
-    })
-    .clone()
+    agent_build::build_agent(&root())
 }
 
 pub fn build_dir() -> PathBuf {
@@ -103,6 +86,41 @@ pub fn plugin(dir: &Path, name: &str) -> PathBuf {
         out.to_str().unwrap(),
         &["plug.c"],
         &["-shared", "-fPIC", &format!("-DPLUG=plug_{name}")],
+    )
+}
+
+/// A shared library `lib_out` (libNAME.so, -fPIC) from `lib_srcs` and a program `exe_out`
+/// from `exe_srcs` linked against it, finding it at run time through its RUNPATH.
+pub fn cc_with_lib(
+    lib_out: &str,
+    lib_srcs: &[&str],
+    exe_out: &str,
+    exe_srcs: &[&str],
+    exe_args: &[&str],
+) -> (PathBuf, PathBuf) {
+    let lib = cc(lib_out, lib_srcs, &["-shared", "-fPIC"]);
+    let dir = lib.parent().unwrap().to_str().unwrap().to_string();
+    let name = lib.file_stem().unwrap().to_str().unwrap();
+    let name = name.strip_prefix("lib").unwrap_or(name);
+    let mut args: Vec<String> = exe_args.iter().map(|a| a.to_string()).collect();
+    args.extend([
+        format!("-L{dir}"),
+        format!("-l{name}"),
+        format!("-Wl,-rpath,{dir}"),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exe = cc(exe_out, exe_srcs, &args);
+    (lib, exe)
+}
+
+/// The blog's reproduction: libdirty_lib.so (-fPIC) and dirty_main linked against it.
+pub fn blog_programs() -> (PathBuf, PathBuf) {
+    cc_with_lib(
+        "dirty/libdirty_lib.so",
+        &["dirty_lib.c"],
+        "dirty/dirty_main",
+        &["dirty_main.c"],
+        &[],
     )
 }
 

@@ -17,31 +17,21 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+// This workspace's way of building the agent from source; a library's own CI would set
+// MAPAGENT_LIB to an installed libmapagent.so instead.
+#[path = "../../../collector/tests/common/agent_build.rs"]
+mod agent_build;
+
 fn target() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
+    agent_build::target_dir_of(&root())
 }
 
-/// libmapagent.so, built once per test run (set MAPAGENT_LIB to use an installed one).
+/// libmapagent.so: $MAPAGENT_LIB, or built from this checkout once per test run.
 fn agent() -> PathBuf {
-    if let Some(p) = std::env::var_os("MAPAGENT_LIB") {
-        return p.into();
+    match std::env::var_os("MAPAGENT_LIB") {
+        Some(p) => p.into(),
+        None => agent_build::build_agent(&root()),
     }
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--release", "-q", "-p", "mapagent-agent"])
-            .current_dir(root());
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR" {
-                cmd.env_remove(&k);
-            }
-        }
-        assert!(cmd.status().unwrap().success(), "building the agent failed");
-    });
-    target().join("release/libmapagent.so")
 }
 
 /// Builds c/table.c as libtable.so (with `defines`) and c/user.c against it, in `dir`.
