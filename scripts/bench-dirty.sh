@@ -16,17 +16,7 @@ cargo build --release -q -p mapagent-agent -p mapagent
 AGENT=$PWD/target/release/libmapagent.so
 M=$PWD/target/release/mapagent
 ${CC:-cc} -O2 -Iagent/include -o "$OUT/snapshot_1g" scripts/bench/snapshot_1g.c
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ns() {
-    local s e
-    s=$(date +%s%N)
-    "$@" >/dev/null 2>"$TMP/err" || { cat "$TMP/err" >&2; exit 1; }
-    e=$(date +%s%N)
-    echo $((e - s))
-}
+. scripts/bench/common.sh
 ms() { awk -v n="$1" 'BEGIN {printf "%.2f ms", n / 1e6}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
 

@@ -18,18 +18,7 @@ CC=${CC:-cc}
 $CC -O2 -shared -fPIC -DNAME=memfd -o $OUT/libhot_memfd.so c-tests/hot.c
 $CC -O2 -Ic-tests -o $OUT/hot_loader c-tests/hot_loader.c -ldl
 $CC -O2 -o $OUT/mmap_storm scripts/bench/mmap_storm.c
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# ns COMMAND...: wall time of one run in nanoseconds (output discarded; failure aborts)
-ns() {
-    local s e
-    s=$(date +%s%N)
-    "$@" >/dev/null 2>"$TMP/err" || { cat "$TMP/err" >&2; exit 1; }
-    e=$(date +%s%N)
-    echo $((e - s))
-}
+. scripts/bench/common.sh
 mb() { awk -v b="$1" 'BEGIN {printf "%.0f MB", b / 1e6}'; }
 secs() { awk -v n="$1" 'BEGIN {printf "%.3f s", n / 1e9}'; }
 

@@ -15,8 +15,7 @@ $CC -O2 -o $OUT/mmap_storm scripts/bench/mmap_storm.c
 $CC -O2 -o $OUT/dlopen_storm scripts/bench/dlopen_storm.c -ldl
 $CC -O2 -o $OUT/startup scripts/bench/startup.c
 $CC -O2 -shared -fPIC -DPLUG=plug_bench -o $OUT/libplug_bench.so c-tests/plug.c
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+. scripts/bench/common.sh
 
 # run CONFIG CMD... : prints the workload's own number (its RESULT line, ns) under CONFIG
 run() {
@@ -42,8 +41,6 @@ run_startup() {
         strace) $OUT/startup 50 strace -f -e trace=memory -o /dev/null /bin/true ;;
     esac | awk '/^RESULT /{print $2}'
 }
-
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 CONFIGS=(none agent perf heaptrack strace)
 declare -A R
