@@ -38,14 +38,19 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+type WatchFn = unsafe extern "C" fn() -> c_int;
+
+/// The agent's function `name`, if libmapagent.so is loaded.
+fn lookup(name: &std::ffi::CStr) -> Option<*mut libc::c_void> {
+    // SAFETY: dlsym with a NUL-terminated name.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!p.is_null()).then_some(p)
+}
+
 fn entry() -> Option<SnapshotFn> {
     static F: OnceLock<Option<SnapshotFn>> = OnceLock::new();
-    *F.get_or_init(|| {
-        // SAFETY: dlsym with a NUL-terminated name; the symbol, when present, is the agent's
-        // `int mapagent_snapshot(const char *)`.
-        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mapagent_snapshot".as_ptr()) };
-        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, SnapshotFn>(p) })
-    })
+    // SAFETY: the agent's `int mapagent_snapshot(const char *)`.
+    *F.get_or_init(|| lookup(c"mapagent_snapshot").map(|p| unsafe { std::mem::transmute(p) }))
 }
 
 /// Whether libmapagent.so is loaded in this process.
@@ -68,15 +73,10 @@ pub fn snapshot(label: &str) -> Result<(), Error> {
 /// Samples every global named in MAPAGENT_WATCH now (`mapagent watch` prints the timeline),
 /// returning once the agent has written the values.
 pub fn watch_sample() -> Result<(), Error> {
-    static F: OnceLock<Option<unsafe extern "C" fn() -> c_int>> = OnceLock::new();
+    static F: OnceLock<Option<WatchFn>> = OnceLock::new();
+    // SAFETY: the agent's `int mapagent_watch_sample(void)`.
     let f = F
-        .get_or_init(|| {
-            // SAFETY: as in entry(): the agent's `int mapagent_watch_sample(void)`.
-            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mapagent_watch_sample".as_ptr()) };
-            (!p.is_null()).then(|| unsafe {
-                std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn() -> c_int>(p)
-            })
-        })
+        .get_or_init(|| lookup(c"mapagent_watch_sample").map(|p| unsafe { std::mem::transmute(p) }))
         .ok_or(Error::NotLoaded)?;
     // SAFETY: no arguments.
     match unsafe { f() } {
