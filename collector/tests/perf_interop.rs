@@ -114,32 +114,46 @@ fn records_clean(data: &Path, cache: &Path) -> usize {
         .count()
 }
 
-#[test]
-fn memfd_library_named_after_inject() {
-    let dir = scratch("perf-memfd");
-    let lib = hot_lib("memfd");
+/// Records hot_loader MODE (running hot_spin_NAME from libhot_NAME.so for SECS) under perf
+/// and the agent, checks that plain perf cannot name the hot function (`why`), injects, and
+/// checks that it then has most samples. Returns the recording, the injected file, the cache
+/// and inject's message.
+fn named_only_after_inject(
+    name: &str,
+    mode: &str,
+    secs: &str,
+    why: &str,
+) -> (PathBuf, PathBuf, PathBuf, String) {
+    let dir = scratch(&format!("perf-{mode}"));
+    let lib = hot_lib(name);
     let (data, rec) = perf_record(
         &dir,
         &[],
         &[
             loader().to_str().unwrap(),
-            "memfd",
+            mode,
             lib.to_str().unwrap(),
-            "1.5",
+            secs,
         ],
     );
     let cache = dir.join("cache");
-    assert!(
-        share(&data, &cache, "hot_spin_memfd") < 1.0,
-        "plain perf cannot name code in a memfd"
-    );
+    let hot = format!("hot_spin_{name}");
+    assert!(share(&data, &cache, &hot) < 1.0, "{why}");
     let (out, msg) = inject(&data, &rec, &cache);
-    assert!(msg.contains("1 image added to the build-id cache"), "{msg}");
-    let s = share(&out, &cache, "hot_spin_memfd");
-    assert!(
-        s > 50.0,
-        "after inject most samples are in hot_spin_memfd, got {s}%"
+    let s = share(&out, &cache, &hot);
+    assert!(s > 50.0, "after inject most samples are in {hot}, got {s}%");
+    (data, out, cache, msg)
+}
+
+#[test]
+fn memfd_library_named_after_inject() {
+    let (data, out, cache, msg) = named_only_after_inject(
+        "memfd",
+        "memfd",
+        "1.5",
+        "plain perf cannot name code in a memfd",
     );
+    assert!(msg.contains("1 image added to the build-id cache"), "{msg}");
     // Every original record is still there, and perf reads the result without complaint.
     let before = records_clean(&data, &cache);
     let after = records_clean(&out, &cache);
@@ -148,28 +162,11 @@ fn memfd_library_named_after_inject() {
 
 #[test]
 fn deleted_library_named_after_inject() {
-    let dir = scratch("perf-deleted");
-    let lib = hot_lib("gone");
-    let (data, rec) = perf_record(
-        &dir,
-        &[],
-        &[
-            loader().to_str().unwrap(),
-            "deleted",
-            lib.to_str().unwrap(),
-            "1.0",
-        ],
-    );
-    let cache = dir.join("cache");
-    assert!(
-        share(&data, &cache, "hot_spin_gone") < 1.0,
-        "plain perf cannot name code in a deleted file"
-    );
-    let (out, _) = inject(&data, &rec, &cache);
-    let s = share(&out, &cache, "hot_spin_gone");
-    assert!(
-        s > 50.0,
-        "after inject most samples are in hot_spin_gone, got {s}%"
+    let (_, out, cache, _) = named_only_after_inject(
+        "gone",
+        "deleted",
+        "1.0",
+        "plain perf cannot name code in a deleted file",
     );
     records_clean(&out, &cache);
 }
