@@ -9,4 +9,6 @@ fn main() {
     // Start the writable segments on page boundaries: the relocated (copied-on-write) data then
     // spans as few pages as its size allows, which is what the library costs every process.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,separate-loadable-segments");
+    // Executed, the library is the collector (see src/collector.rs).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-e,mapagent_collector_entry");
 }

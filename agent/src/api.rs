@@ -34,7 +34,7 @@ fn ask_writer(what: u32, prepare: impl FnOnce(&'static agent::Agent) -> bool) ->
         return -1;
     }
     let seq = ag.ctl.post(ag, what);
-    if ag.ctl.wait(seq, SNAPSHOT_WAIT_NS) {
+    if ag.ctl.wait(ag, seq, SNAPSHOT_WAIT_NS) {
         0
     } else {
         -1
@@ -43,13 +43,12 @@ fn ask_writer(what: u32, prepare: impl FnOnce(&'static agent::Agent) -> bool) ->
 
 fn snapshot(label: *const c_char) -> c_int {
     ask_writer(req::SNAPSHOT, |ag| {
-        // The label goes through the channel, in order with the events before it.
-        let mut ev = Event::new(Kind::Snapshot, [0; 8]);
-        if let Some(slot) = ag.pool.take() {
-            unsafe { SlotWriter::new(ag.pool.bytes(slot)).cstr(label) };
-            ev.slot = slot;
-        }
-        ag.push(ev)
+        // The label goes through the ring, in order with the events before it.
+        let mut buf = [0u8; 1024];
+        let mut w = SlotWriter::new(&mut buf);
+        unsafe { w.cstr(label) };
+        let n = w.len();
+        ag.push_with(Event::new(Kind::Snapshot, [0; 8]), &buf[..n])
     })
 }
 

@@ -1,7 +1,6 @@
 //! Settings from the environment, read once in the constructor. A bad value gets one line on
 //! stderr and the default; it never stops the application.
 
-use crate::sys;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
@@ -34,9 +33,46 @@ pub struct Config {
     pub watch_ms: u64,
 }
 
+/// The settings as the collector gets them (from the ring's header, not its own environment):
+/// set once, before Config::from_block parses them.
+static BLOCK: std::sync::atomic::AtomicPtr<Vec<(Vec<u8>, Vec<u8>)>> =
+    std::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+fn var_os(name: &str) -> Option<OsString> {
+    let b = BLOCK.load(std::sync::atomic::Ordering::Acquire);
+    if b.is_null() {
+        return std::env::var_os(name);
+    }
+    let pairs = unsafe { &*b };
+    pairs
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| OsString::from_vec(v.clone()))
+}
+
+/// Every MAPAGENT_* variable of this process as NUL-separated NAME=VALUE, with MAPAGENT_DIR
+/// made absolute (the collector runs elsewhere).
+pub fn env_block(cfg: &Config) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let k = k.into_vec();
+        if !k.starts_with(b"MAPAGENT_") || k == b"MAPAGENT_DIR" {
+            continue;
+        }
+        out.extend_from_slice(&k);
+        out.push(b'=');
+        out.extend_from_slice(&v.into_vec());
+        out.push(0);
+    }
+    out.extend_from_slice(b"MAPAGENT_DIR=");
+    out.extend_from_slice(cfg.dir.as_os_str().as_encoded_bytes());
+    out.push(0);
+    out
+}
+
 /// MAPAGENT_WATCH: "name:type,name:type"; a bad entry is skipped with a warning.
 fn watches() -> Vec<(Vec<u8>, u8)> {
-    let Some(v) = std::env::var_os("MAPAGENT_WATCH") else {
+    let Some(v) = var_os("MAPAGENT_WATCH") else {
         return Vec::new();
     };
     let s = v.to_string_lossy().into_owned();
@@ -76,7 +112,7 @@ fn watches() -> Vec<(Vec<u8>, u8)> {
 /// A signal by name or number, for MAPAGENT_SNAPSHOT_SIGNAL. Signals that stop, kill or mean
 /// a crash are refused: the agent must not change what they do.
 fn signal(var: &str) -> Option<i32> {
-    let v = std::env::var_os(var)?;
+    let v = var_os(var)?;
     let s = v.to_string_lossy();
     let t = s.trim().to_ascii_uppercase();
     let t = t.strip_prefix("SIG").unwrap_or(&t);
@@ -111,8 +147,12 @@ fn signal(var: &str) -> Option<i32> {
 }
 
 fn warn(var: &str, val: &str, why: &str, default: &str) {
-    sys::stderr_line(&[
-        b"mapagent: ignoring ",
+    // The application warned when it parsed them; the collector's second parse stays quiet.
+    if !BLOCK.load(std::sync::atomic::Ordering::Acquire).is_null() {
+        return;
+    }
+    crate::log::line(&[
+        b"ignoring ",
         var.as_bytes(),
         b"=",
         val.as_bytes(),
@@ -124,7 +164,7 @@ fn warn(var: &str, val: &str, why: &str, default: &str) {
 }
 
 fn num(var: &str, default: u64, min: u64, max: u64) -> u64 {
-    let Some(v) = std::env::var_os(var) else {
+    let Some(v) = var_os(var) else {
         return default;
     };
     let s = v.to_string_lossy();
@@ -148,7 +188,7 @@ fn num(var: &str, default: u64, min: u64, max: u64) -> u64 {
 
 /// A byte count with an optional K, M or G suffix.
 fn size(var: &str, default: u64) -> u64 {
-    let Some(v) = std::env::var_os(var) else {
+    let Some(v) = var_os(var) else {
         return default;
     };
     let s = v.to_string_lossy();
@@ -174,9 +214,25 @@ fn size(var: &str, default: u64) -> u64 {
 }
 
 impl Config {
+    /// The collector's copy of the application's settings.
+    pub fn from_block(block: &[u8]) -> Config {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = block
+            .split(|&c| c == 0)
+            .filter_map(|kv| {
+                let eq = kv.iter().position(|&c| c == b'=')?;
+                Some((kv[..eq].to_vec(), kv[eq + 1..].to_vec()))
+            })
+            .collect();
+        BLOCK.store(
+            Box::into_raw(Box::new(pairs)),
+            std::sync::atomic::Ordering::Release,
+        );
+        Config::from_env()
+    }
+
     pub fn from_env() -> Config {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let dir = match std::env::var_os("MAPAGENT_DIR") {
+        let dir = match var_os("MAPAGENT_DIR") {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => PathBuf::from(OsString::from_vec(b"mapagent-data".to_vec())),
         };
@@ -185,26 +241,29 @@ impl Config {
         } else {
             cwd.join(dir)
         };
-        let log = std::env::var("MAPAGENT_LOG").ok().and_then(|s| {
-            let s = s.trim().to_ascii_lowercase();
-            match s.as_str() {
-                "" | "0" | "off" => None,
-                "error" => Some(tracing::Level::ERROR),
-                "warn" => Some(tracing::Level::WARN),
-                "1" | "info" => Some(tracing::Level::INFO),
-                "debug" => Some(tracing::Level::DEBUG),
-                "trace" => Some(tracing::Level::TRACE),
-                _ => {
-                    warn(
-                        "MAPAGENT_LOG",
-                        &s,
-                        "expected error|warn|info|debug|trace",
-                        "info",
-                    );
-                    Some(tracing::Level::INFO)
+        let log = var_os("MAPAGENT_LOG")
+            .map(|v| v.to_string_lossy().into_owned())
+            .and_then(|s| {
+                let s = s.trim().to_ascii_lowercase();
+                match s.as_str() {
+                    "" | "0" | "off" => None,
+                    "error" => Some(tracing::Level::ERROR),
+                    "warn" => Some(tracing::Level::WARN),
+                    "1" | "info" => Some(tracing::Level::INFO),
+                    "debug" => Some(tracing::Level::DEBUG),
+                    "trace" => Some(tracing::Level::TRACE),
+                    _ => {
+                        warn(
+                            "MAPAGENT_LOG",
+                            &s,
+                            "expected error|warn|info|debug|trace",
+                            "info",
+                        );
+                        Some(tracing::Level::INFO)
+                    }
                 }
-            }
-        });
+            });
+        crate::log::configure(&dir, log);
         Config {
             dir,
             buffer: num("MAPAGENT_BUFFER", 16384, 64, 1 << 22) as usize,

@@ -30,6 +30,9 @@ struct Known {
     key: u64,
     bias: u64,
     gen: u32,
+    phnum: u16,
+    /// The loader's name for it (valid while it is loaded).
+    name: *const libc::c_char,
 }
 
 struct Table {
@@ -125,15 +128,6 @@ fn walk_held(t: *mut Table, sink: &mut dyn Sink) {
     }
 }
 
-/// The writer's periodic check: skipped when a hook is walking (it reports the changes).
-pub fn try_rescan(sink: &mut dyn Sink) {
-    let t = TABLE.load(Ordering::Acquire);
-    if t.is_null() || WALKING.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    walk_held(t, sink);
-}
-
 /// Lists every loaded image, without touching the table (a new record file starts with all).
 pub fn list_all(sink: &mut dyn Sink) {
     struct Ctx<'s> {
@@ -153,6 +147,100 @@ pub fn list_all(sink: &mut dyn Sink) {
     }
     let mut ctx = Ctx { sink };
     unsafe { libc::dl_iterate_phdr(Some(cb), &mut ctx as *mut Ctx as *mut c_void) };
+}
+
+/// Lists the images the table knows, without the loader (a fork child: the loader's lock may
+/// have been held by another thread of the parent). Everything is copied through
+/// process_vm_readv first: an entry may be stale (unloaded by a dlclose racing the fork).
+pub fn list_known(sink: &mut dyn Sink) {
+    let t = TABLE.load(Ordering::Acquire);
+    if t.is_null() {
+        return;
+    }
+    let t = unsafe { &*t };
+    for k in &t.known {
+        let n = (k.phnum as usize).min(64);
+        let mut raw = vec![0u8; n * core::mem::size_of::<Phdr>()];
+        if n == 0 || !crate::sys::read_mem(k.key, &mut raw) {
+            continue;
+        }
+        let phdrs: Vec<Phdr> = raw
+            .chunks_exact(core::mem::size_of::<Phdr>())
+            .map(|c| unsafe { core::ptr::read_unaligned(c.as_ptr() as *const Phdr) })
+            .collect();
+        let mut name = vec![0u8; 4096];
+        let cname = if k.name.is_null() || !read_cstr(k.name as u64, &mut name) {
+            None
+        } else {
+            Some(name)
+        };
+        let name_bytes: Vec<u8> = match &cname {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ if k.key == unsafe { libc::getauxval(libc::AT_PHDR) } => exe_path().to_vec(),
+            _ => Vec::new(),
+        };
+        let ccopy = cname
+            .filter(|n| !n.is_empty())
+            .and_then(|n| std::ffi::CString::new(n).ok());
+        let build_id = safe_build_id(k.bias, &phdrs).unwrap_or_default();
+        sink.load(&Seen {
+            key: k.key,
+            bias: k.bias,
+            name: &name_bytes,
+            cname: ccopy.as_deref(),
+            phdrs: &phdrs,
+            build_id: &build_id,
+        });
+    }
+}
+
+/// A NUL-terminated string of this process, copied without faulting; `buf` is cut to it.
+fn read_cstr(addr: u64, buf: &mut Vec<u8>) -> bool {
+    let mut got = 0;
+    while got < buf.len() {
+        // Up to the end of the page, so a string near a mapping's end still reads.
+        let room = (4096 - ((addr as usize + got) & 4095)).min(buf.len() - got);
+        if !crate::sys::read_mem(addr + got as u64, &mut buf[got..got + room]) {
+            return false;
+        }
+        if let Some(z) = buf[got..got + room].iter().position(|&c| c == 0) {
+            buf.truncate(got + z);
+            return true;
+        }
+        got += room;
+    }
+    false
+}
+
+/// The build-id, with the note copied first (see list_known).
+fn safe_build_id(bias: u64, phdrs: &[Phdr]) -> Option<Vec<u8>> {
+    for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_NOTE) {
+        let len = ph.p_filesz as usize;
+        if len == 0 || len > 1 << 16 {
+            continue;
+        }
+        let mut note = vec![0u8; len];
+        if !crate::sys::read_mem(bias.wrapping_add(ph.p_vaddr), &mut note) {
+            continue;
+        }
+        let fake = [
+            Phdr {
+                p_type: libc::PT_LOAD,
+                p_flags: 0,
+                p_offset: 0,
+                p_vaddr: 0,
+                p_paddr: 0,
+                p_filesz: len as u64,
+                p_memsz: len as u64,
+                p_align: 4096,
+            },
+            Phdr { p_vaddr: 0, ..*ph },
+        ];
+        if let Some(id) = build_id(note.as_ptr() as u64, &fake) {
+            return Some(id.to_vec());
+        }
+    }
+    None
 }
 
 /// Walks once and diffs against the table. Callers hold WALKING.
@@ -206,6 +294,8 @@ unsafe fn diff_walk(t: &mut Table, sink: &mut dyn Sink) {
                 key,
                 bias: info.dlpi_addr,
                 gen,
+                phnum: info.dlpi_phnum,
+                name: info.dlpi_name,
             });
         } else {
             ctx.t.stale = true;

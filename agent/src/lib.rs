@@ -3,16 +3,19 @@
 //! space into `$MAPAGENT_DIR/<pid>.mrec`.
 //!
 //! Layout: `hooks` are the interposed functions and stay thin; they build a fixed-size
-//! `event::Event` and push it onto the agent's bounded lock-free channel (`agent`). The
-//! `writer` thread turns events into records (format: the mapagent-record crate), keeps a model
-//! of the address space and reconciles it with the kernel's. `lifecycle` covers start, fork,
-//! exec, exit and fatal signals. Everything the agent allocates comes from its own `arena`.
+//! `event::Event` and push it into a shared-memory ring (`ring`, `agent`). No thread of the
+//! agent runs in the application: `collector` starts a process of its own per recorded
+//! process (this very library, executed), where `writer` turns events into records (format:
+//! the mapagent-record crate), keeps a model of the address space and reconciles it with the
+//! kernel's from /proc/PID. `lifecycle` covers start, fork, exec, exit and fatal signals.
+//! Everything the agent allocates comes from its own `arena`.
 
 #![allow(clippy::missing_safety_doc)]
 
 mod agent;
 mod api;
 mod arena;
+mod collector;
 mod config;
 mod dlresolve;
 mod event;
@@ -23,6 +26,7 @@ mod log;
 mod pages;
 mod pool;
 mod real;
+mod ring;
 mod sys;
 mod tls;
 mod writer;

@@ -5,7 +5,7 @@ use crate::agent::{self, req, Agent};
 use crate::config::Config;
 use crate::event::{Event, Kind};
 use crate::pool::SlotWriter;
-use crate::{arena, images, sys, tls, writer};
+use crate::{arena, images, sys, tls};
 use core::ffi::{c_char, c_int, c_void};
 use mapagent_record::records::{exit_how, origin};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,7 @@ const CRASH_WAIT_NS: u64 = 1_000_000_000;
 
 static EXITING: AtomicBool = AtomicBool::new(false);
 
-/// The constructor: sets everything up and starts the writer. Runs before main.
+/// The constructor: sets everything up and starts the collector. Runs before main.
 pub fn init() {
     // setuid/setgid or other secure-execution: stay completely inert.
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
@@ -27,30 +27,55 @@ pub fn init() {
     }
     let _g = tls::Guard::enter();
     let cfg = Config::from_env();
-    crate::log::init(cfg.log);
     crate::real::resolve_all();
     let exe = sys::readlink(c"/proc/self/exe").unwrap_or_default();
     images::init(exe.clone());
-    // Claim the images present now, so the first dlopen reports only what it loaded.
-    images::rescan(&mut NullSink);
-    let ag = Agent::new(cfg, origin::START, 0, 0, exe);
+    crate::collector::find_self();
     unsafe {
         libc_on_exit(at_exit, core::ptr::null_mut());
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     install_crash_handlers();
-    if let Some(sig) = ag.cfg.snapshot_signal {
+    if let Some(sig) = cfg.snapshot_signal {
         install_snapshot_signal(sig);
     }
-    // Grown later, with threads sharing it, the descriptor table costs an RCU grace period
-    // in the kernel (10 ms measured here), which the first dlopen would pay in high_fd.
-    sys::grow_fd_table(crate::hooks::dl::HIGH_FD);
-    // Opened now, before main can have closed 0 and expect it back from its next open(): the
-    // writer starts alongside main and reads these at once.
-    let _ = sys::PROC_MAPS.ensure();
-    let _ = sys::PROC_STATM.ensure();
-    start(ag, true);
+    start(cfg, origin::START, 0, 0, exe);
     tracing::debug!("agent started");
+}
+
+/// Creates the ring, starts the collector on it, sends the baseline (the images loaded now
+/// and the kernel's maps, taken by this thread before the application runs on) and starts
+/// recording.
+fn start(cfg: Config, origin: u8, parent_pid: u32, origin_ts: u64, exe: Vec<u8>) {
+    let (ag, fd) = match Agent::new(cfg, origin, parent_pid, origin_ts, exe) {
+        Ok(x) => x,
+        Err(why) => return agent::disable(why),
+    };
+    if let Err(why) = crate::collector::spawn(fd, ag.cfg.log.is_some()) {
+        ag.dead.store(1, Ordering::Release);
+        return agent::disable(why);
+    }
+    let mut sink = crate::hooks::dl::EventSink {
+        ag,
+        cause: mapagent_record::records::image_cause::STARTUP,
+    };
+    if origin == origin::FORK {
+        // Never dl_iterate_phdr here: another thread of the parent may have held the
+        // loader's lock at fork time, and the child inherits it held.
+        images::list_known(&mut sink);
+    } else {
+        images::list_all(&mut sink);
+        // Claim the images present now, so the first dlopen reports only what it loaded.
+        images::rescan(&mut NullSink);
+    }
+    let mut maps = Vec::new();
+    let _ = sys::read_file_low(c"/proc/self/maps", &mut maps);
+    let ppid = unsafe { libc::getppid() } as u64;
+    ag.push_with(
+        Event::new(Kind::Baseline, [ppid, 0, 0, 0, 0, 0, 0, 0]),
+        &maps,
+    );
+    agent::install(ag);
 }
 
 struct NullSink;
@@ -59,17 +84,6 @@ impl images::Sink for NullSink {
         true
     }
     fn unload(&mut self, _: u64, _: u64) {}
-}
-
-/// Starts the writer, then takes the baseline (so the writer's own stack and whatever glibc
-/// allocated for it are in it) and starts recording. Runs before the application continues.
-fn start(ag: &'static Agent, list_images: bool) {
-    if writer::spawn(ag).is_err() {
-        agent::disable(b"cannot start the writer thread");
-        return;
-    }
-    ag.hand_over(writer::Baseline::take(ag, list_images));
-    agent::install(ag);
 }
 
 extern "C" {
@@ -89,7 +103,7 @@ pub fn exiting(how: u8, code: c_int) {
 
 fn on_exit_now(how: u8, code: c_int, wait_ns: u64) {
     let Some(ag) = agent::current() else { return };
-    // A vfork child shares our memory but is not us; the writer thread is not ours to stop.
+    // A vfork child shares our memory but is not us.
     if sys::getpid() != ag.pid || tls::is_writer() {
         return;
     }
@@ -99,92 +113,40 @@ fn on_exit_now(how: u8, code: c_int, wait_ns: u64) {
     ag.ctl.exit_how.store(how as u32, Ordering::Release);
     ag.ctl.exit_code.store(code, Ordering::Release);
     let seq = ag.ctl.post(ag, req::EXIT);
-    ag.ctl.wait(seq, wait_ns);
+    ag.ctl.wait(ag, seq, wait_ns);
+    agent::deactivate();
 }
 
-/// Before execve and friends: record the exec and make the writer put everything on disk.
+/// Before execve and friends: record the exec and make the collector put everything on disk.
 pub unsafe fn before_exec(path: *const c_char) {
     let Some(ag) = agent::current() else { return };
     if sys::getpid() != ag.pid || tls::is_writer() {
         return;
     }
-    if let Some(slot) = ag.pool.take() {
-        SlotWriter::new(ag.pool.bytes(slot)).cstr(path);
-        let mut ev = Event::new(Kind::Exec, [0; 8]);
-        ev.slot = slot;
-        ag.push(ev);
-    } else {
-        ag.drop_one();
-    }
+    let mut buf = [0u8; 4200];
+    let mut w = SlotWriter::new(&mut buf);
+    w.cstr(path);
+    let n = w.len();
+    ag.push_with(Event::new(Kind::Exec, [0; 8]), &buf[..n]);
     let seq = ag.ctl.post(ag, req::FLUSH);
-    ag.ctl.wait(seq, EXIT_WAIT_NS);
+    ag.ctl.wait(ag, seq, EXIT_WAIT_NS);
 }
 
-/// Runs a credential change (the set*id family, setgroups) with the writer parked. glibc
-/// applies such a change to every thread of the process and aborts if they disagree; a
-/// program that keeps capabilities on its own thread (PR_SET_KEEPCAPS, capset, as setpriv
-/// does) would make the writer's copy fail. So the writer saves its state and ends, the change
-/// runs in a single-threaded process, and a new writer thread (with the new credentials) takes
-/// over.
-pub fn with_writer_parked(change: impl FnOnce() -> c_int) -> c_int {
-    let Some(ag) = agent::current() else {
-        return change();
-    };
-    // The writer itself, a vfork child, or this very thread again (a signal handler calling
-    // setuid while we are parking): no parking.
-    if tls::is_writer() || sys::getpid() != ag.pid || tls::get().flags & tls::FLAG_PARKING != 0 {
-        return change();
+/// The exec returned: it failed, and this image carries on recording.
+pub fn exec_failed() {
+    let Some(ag) = agent::recording() else { return };
+    if sys::getpid() != ag.pid {
+        return;
     }
-    tls::get().flags |= tls::FLAG_PARKING;
-    while CHANGING.swap(true, Ordering::AcqRel) {
-        unsafe { libc::sched_yield() };
-    }
-    ag.park_cancelled.store(false, Ordering::Release);
-    let seq = ag.ctl.post(ag, req::PARK);
-    let parked = ag.ctl.wait(seq, EXIT_WAIT_NS);
-    if !parked {
-        // The writer never got to it: it must not park later with nobody to resume it.
-        ag.park_cancelled.store(true, Ordering::Release);
-    }
-    if parked {
-        let th = ag.writer_thread.load(Ordering::Acquire) as libc::pthread_t;
-        let deadline = libc::timespec {
-            tv_sec: (sys::clock(libc::CLOCK_REALTIME) / 1_000_000_000 + 2) as _,
-            tv_nsec: 0,
-        };
-        unsafe { libc::pthread_timedjoin_np(th, core::ptr::null_mut(), &deadline) };
-        // The join returns when the thread cleared its tid, but the kernel removes it from the
-        // thread group a little later; unshare(CLONE_NEWUSER) and friends fail with EINVAL
-        // until then. Wait for that (bounded: 100 ms).
-        let tid = ag.writer_tid.load(Ordering::Acquire) as libc::pid_t;
-        for _ in 0..2000 {
-            let alive = unsafe { libc::syscall(libc::SYS_tgkill, ag.pid as libc::pid_t, tid, 0) };
-            if tid == 0 || (alive != 0 && sys::errno() == libc::ESRCH) {
-                break;
-            }
-            let t = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 50_000,
-            };
-            unsafe { libc::nanosleep(&t, core::ptr::null_mut()) };
-        }
-    }
-    let r = change();
     let e = sys::errno();
-    let state = ag.parked.swap(core::ptr::null_mut(), Ordering::AcqRel);
-    if !state.is_null() && crate::writer::resume(ag, unsafe { Box::from_raw(state) }).is_err() {
-        agent::disable(b"cannot restart the writer thread after a credential change");
-    }
-    CHANGING.store(false, Ordering::Release);
-    tls::get().flags &= !tls::FLAG_PARKING;
+    ag.push(Event::new(
+        Kind::ExecFailed,
+        [e as u64, 0, 0, 0, 0, 0, 0, 0],
+    ));
     sys::set_errno(e);
-    r
 }
 
-/// One credential or namespace change at a time.
-static CHANGING: AtomicBool = AtomicBool::new(false);
-
-/// Before fork: no agent thread may be inside dl_iterate_phdr (glibc's fork does not reset
+/// Before fork: no thread of ours may be inside dl_iterate_phdr (glibc's fork does not reset
 /// the loader's write lock, so a child would inherit it held), nor hold the arena lock. The
 /// loader walk is taken first: a walker allocates from the arena while walking.
 extern "C" fn fork_prepare() {
@@ -197,29 +159,25 @@ extern "C" fn fork_parent() {
     images::fork_release();
 }
 
-/// The child of fork(): its own record file, its own writer, its parent noted.
+/// The child of fork(): its own ring, its own collector, its parent noted.
 extern "C" fn fork_child() {
     arena::fork_release();
     tls::reset_after_fork();
     images::fork_release();
     EXITING.store(false, Ordering::Release);
-    CHANGING.store(false, Ordering::Release);
     let Some(old) = agent::current() else { return };
     let _g = tls::Guard::enter();
     let ts = sys::now();
-    let fd = old.out_fd.load(Ordering::Acquire);
-    if fd >= 0 {
-        unsafe { libc::close(fd) };
-    }
     agent::deactivate();
-    let ag = Agent::new(
+    // The parent's ring is the parent's: this process must neither write it nor keep it.
+    unsafe { old.ring.unmap() };
+    start(
         old.cfg.clone(),
         origin::FORK,
         old.pid as u32,
         ts,
         old.exe.clone(),
     );
-    start(ag, false);
 }
 
 /// The signals that mean a crash: flushed on, then let through (and never taken over by
@@ -245,7 +203,9 @@ fn install_snapshot_signal(sig: c_int) {
         if libc::sigaction(sig, core::ptr::null(), &mut old) != 0
             || old.sa_sigaction != libc::SIG_DFL
         {
-            sys::stderr_line(&[b"mapagent: MAPAGENT_SNAPSHOT_SIGNAL: the signal already has a handler; not taking it"]);
+            crate::log::line(&[
+                b"MAPAGENT_SNAPSHOT_SIGNAL: the signal already has a handler; not taking it",
+            ]);
             return;
         }
         let mut sa: libc::sigaction = core::mem::zeroed();

@@ -12,10 +12,10 @@
 //! (Slices are taken with `get`: every panic site is a relocated location record, and the
 //! agent's relocated data is private dirty memory in every process it is loaded into.)
 
-use core::ffi::{c_int, c_ulong, c_void};
+use core::ffi::{c_int, c_ulong};
 use mapagent_record::records::{page, scan_method, Run};
 use mapagent_record::region::Region;
-use mapagent_record::runs::{overlay, Runs};
+use mapagent_record::runs::Runs;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -77,7 +77,6 @@ pub struct Scanner {
     scan_works: Option<bool>,
     regions: Vec<PageRegion>,
     entries: Vec<u64>,
-    vec: Vec<u8>,
     page: u64,
 }
 
@@ -89,13 +88,12 @@ impl Drop for Scanner {
 
 impl Scanner {
     pub fn open(page: u64) -> Option<Scanner> {
-        let fd = crate::sys::open_high(c"/proc/self/pagemap");
+        let fd = crate::sys::open_high(&crate::sys::proc_path("pagemap"));
         (fd >= 0).then(|| Scanner {
             pagemap: fd,
             scan_works: None,
             regions: vec![PageRegion::default(); SCAN_VEC],
             entries: Vec::new(),
-            vec: Vec::new(),
             page,
         })
     }
@@ -104,27 +102,16 @@ impl Scanner {
     /// private anonymous page is present exactly when resident). `cache_truthful`: whether
     /// mincore tells page-cache residency for this file mapping.
     pub fn scan(&mut self, r: &Region, swap: bool, cache_truthful: bool) -> Scanned {
+        // mincore answers for the caller's own address space only, so from the collector
+        // pagemap tells residency, and page-cache residency of file pages (CACHED) is not
+        // reported: that would take mapping each file here and asking mincore (fincore).
+        let _ = (swap, cache_truthful);
         let pages = r.len() / self.page;
-        let private_anon = !r.is_file() && !r.shared;
-        let mut s = if private_anon && !swap && r.prot != 0 {
-            self.by_mincore(r.start, pages)
-        } else {
-            let detail = r.is_file() && !r.shared;
-            match self.by_scan(r.start, pages, detail) {
-                Some(s) => s,
-                None => self.by_pagemap(r.start, pages),
-            }
-        };
-        if s.known == 0 {
-            return s;
+        let detail = r.is_file() && !r.shared;
+        match self.by_scan(r.start, pages, detail) {
+            Some(s) => s,
+            None => self.by_pagemap(r.start, pages),
         }
-        if r.is_file() && cache_truthful {
-            if let Some(cached) = self.residency(r.start, pages, page::CACHED) {
-                s.runs = overlay(&s.runs, &cached, |a, b| a | b);
-                s.known |= page::CACHED;
-            }
-        }
-        s
     }
 
     fn unknown(pages: u64, method: u8) -> Scanned {
@@ -135,49 +122,6 @@ impl Scanner {
             known: 0,
             method,
             present: 0,
-        }
-    }
-
-    /// mincore over the range as runs of `bit` (resident) or 0.
-    fn residency(&mut self, start: u64, pages: u64, bit: u8) -> Option<Vec<Run>> {
-        let mut runs = Runs(Vec::new());
-        if self.vec.len() < CHUNK {
-            self.vec.resize(CHUNK, 0);
-        }
-        let mut done = 0u64;
-        while done < pages {
-            let n = (pages - done).min(CHUNK as u64) as usize;
-            let addr = start + done * self.page;
-            let rc = unsafe {
-                libc::mincore(
-                    addr as *mut c_void,
-                    n * self.page as usize,
-                    self.vec.as_mut_ptr(),
-                )
-            };
-            if rc != 0 {
-                return None;
-            }
-            push_residency_runs(self.vec.get(..n).unwrap_or(&[]), bit, &mut runs);
-            done += n as u64;
-        }
-        Some(runs.0)
-    }
-
-    fn by_mincore(&mut self, start: u64, pages: u64) -> Scanned {
-        match self.residency(start, pages, page::PRESENT) {
-            Some(runs) => Scanned {
-                present: runs
-                    .iter()
-                    .filter(|r| r.state != 0)
-                    .map(|r| r.pages as u64)
-                    .sum(),
-                runs,
-                // Private anonymous memory without swap: never swapped, never a file page.
-                known: page::PRESENT | page::SWAPPED | page::FILE,
-                method: scan_method::MINCORE,
-            },
-            None => Self::unknown(pages, scan_method::MINCORE),
         }
     }
 
@@ -316,29 +260,6 @@ impl Scanner {
             done += n as u64;
         }
         true
-    }
-}
-
-/// Appends mincore's answer as runs of `bit` (resident) or 0, eight pages at a time while
-/// they agree: the vector is mostly long runs, and this loop is most of a snapshot's own time.
-fn push_residency_runs(v: &[u8], bit: u8, runs: &mut Runs) {
-    const LOW: u64 = 0x0101_0101_0101_0101;
-    let mut i = 0usize;
-    while let Some(&first) = v.get(i) {
-        let on = first & 1;
-        let pattern = if on != 0 { LOW } else { 0 };
-        let mut j = i + 1;
-        while let Some(w) = v.get(j..j + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-            if u64::from_ne_bytes(w) & LOW != pattern {
-                break;
-            }
-            j += 8;
-        }
-        while v.get(j).is_some_and(|&b| b & 1 == on) {
-            j += 1;
-        }
-        runs.push((j - i) as u64, if on != 0 { bit } else { 0 });
-        i = j;
     }
 }
 

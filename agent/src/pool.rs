@@ -1,60 +1,7 @@
-//! Preallocated payload slots. A hook takes a free slot index from a lock-free list, fills it,
-//! and sends the index with its event; the writer reads it and gives it back. No slot free
-//! means the event is dropped and counted, like a full channel.
+//! Payloads: a hook fills a buffer on its stack with u64s and length-prefixed byte strings,
+//! and the ring carries it behind the event; the collector reads it back.
 
-use crossbeam_channel::{bounded, Receiver, Sender};
-
-pub const SLOT_SIZE: usize = 8192;
-
-pub struct Pool {
-    /// n * SLOT_SIZE bytes, left untouched until a slot is used (no RSS for idle slots).
-    mem: *mut u8,
-    n: usize,
-    free_tx: Sender<u16>,
-    free_rx: Receiver<u16>,
-}
-
-// Each slot is owned by exactly one side at a time (hook while filling, writer while reading),
-// handed over through the channels.
-unsafe impl Sync for Pool {}
-unsafe impl Send for Pool {}
-
-impl Pool {
-    pub fn new(n: usize) -> Pool {
-        let n = n.min(u16::MAX as usize - 1);
-        let layout =
-            std::alloc::Layout::from_size_align(n.max(1) * SLOT_SIZE, 4096).expect("small layout");
-        let mem = unsafe { std::alloc::alloc(layout) };
-        let n = if mem.is_null() { 0 } else { n };
-        let (free_tx, free_rx) = bounded(n);
-        for i in 0..n {
-            let _ = free_tx.try_send(i as u16);
-        }
-        Pool {
-            mem,
-            n,
-            free_tx,
-            free_rx,
-        }
-    }
-
-    /// A free slot, or None (never blocks).
-    #[inline]
-    pub fn take(&self) -> Option<u16> {
-        self.free_rx.try_recv().ok()
-    }
-
-    pub fn give(&self, i: u16) {
-        let _ = self.free_tx.try_send(i);
-    }
-
-    /// The slot's bytes. The caller must own the slot.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn bytes(&self, i: u16) -> &mut [u8] {
-        debug_assert!((i as usize) < self.n);
-        core::slice::from_raw_parts_mut(self.mem.add(i as usize * SLOT_SIZE), SLOT_SIZE)
-    }
-}
+pub const SLOT_SIZE: usize = crate::ring::PAYLOAD_MAX;
 
 /// Fills a slot with u64s and length-prefixed byte strings; byte strings are cut to fit.
 pub struct SlotWriter<'a> {
@@ -70,6 +17,10 @@ impl<'a> SlotWriter<'a> {
             pos: 0,
             truncated: false,
         }
+    }
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.pos
     }
     pub fn u64(&mut self, v: u64) {
         if self.pos + 8 <= self.buf.len() {

@@ -155,20 +155,8 @@ pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), c_int> {
     Ok(())
 }
 
-/// One line on stderr, with no allocation: safe from any context.
-pub fn stderr_line(parts: &[&[u8]]) {
-    let mut buf = [0u8; 512];
-    let mut n = 0;
-    for p in parts {
-        let take = p.len().min(buf.len() - 1 - n);
-        buf[n..n + take].copy_from_slice(&p[..take]);
-        n += take;
-    }
-    buf[n] = b'\n';
-    let _ = write_all(2, &buf[..n + 1]);
-}
-
-pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ns: u64) {
+/// The same on a word in memory shared with another process (the ring).
+pub fn futex_wait_shared(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ns: u64) {
     let ts = libc::timespec {
         tv_sec: (timeout_ns / 1_000_000_000) as _,
         tv_nsec: (timeout_ns % 1_000_000_000) as _,
@@ -177,21 +165,16 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_n
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            libc::FUTEX_WAIT,
             expected,
             &ts as *const libc::timespec,
         );
     }
 }
 
-pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
+pub fn futex_wake_shared(word: &core::sync::atomic::AtomicU32) {
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        );
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
     }
 }
 
@@ -221,62 +204,68 @@ pub fn open_high(path: &core::ffi::CStr) -> c_int {
     unsafe { high_fd(libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)) }
 }
 
-/// A /proc/self file the writer reads again and again (maps, statm), kept open on a high
-/// descriptor: opening it each time would briefly take the lowest free number, which an
-/// application that just closed 0 expects its next open() to get. Reopened in a fork child
-/// (the inherited descriptor names the parent), and when the descriptor no longer is the file
-/// opened (an application that closed every descriptor and reused the number).
-pub struct ProcFile {
-    path: &'static core::ffi::CStr,
-    fd: core::sync::atomic::AtomicI32,
-    pid: core::sync::atomic::AtomicI32,
-    ino: core::sync::atomic::AtomicU64,
+/// The process the collector records (its own pid in the application, which never reads
+/// /proc through this).
+static TARGET: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+pub fn set_target(pid: i32) {
+    TARGET.store(pid, core::sync::atomic::Ordering::Release);
 }
 
-pub static PROC_MAPS: ProcFile = ProcFile::new(c"/proc/self/maps");
-pub static PROC_STATM: ProcFile = ProcFile::new(c"/proc/self/statm");
+pub fn target() -> i32 {
+    match TARGET.load(core::sync::atomic::Ordering::Acquire) {
+        0 => getpid(),
+        p => p,
+    }
+}
+
+/// "/proc/PID/<rest>" of the recorded process.
+pub fn proc_path(rest: &str) -> std::ffi::CString {
+    std::ffi::CString::new(format!("/proc/{}/{rest}", target())).unwrap_or_default()
+}
+
+/// A path the application named relative to itself (/proc/self/fd/N, /proc/self/exe), as the
+/// collector must open it.
+pub fn app_path(p: &[u8]) -> Vec<u8> {
+    for prefix in [&b"/proc/self/"[..], b"/proc/thread-self/"] {
+        if let Some(rest) = p.strip_prefix(prefix) {
+            let mut out = format!("/proc/{}/", target()).into_bytes();
+            out.extend_from_slice(rest);
+            return out;
+        }
+    }
+    p.to_vec()
+}
+
+/// A /proc/PID file of the recorded process the collector reads again and again (maps,
+/// statm), kept open.
+pub struct ProcFile {
+    name: &'static str,
+    fd: core::sync::atomic::AtomicI32,
+}
+
+pub static PROC_MAPS: ProcFile = ProcFile::new("maps");
+pub static PROC_STATM: ProcFile = ProcFile::new("statm");
 
 impl ProcFile {
-    pub const fn new(path: &'static core::ffi::CStr) -> ProcFile {
+    pub const fn new(name: &'static str) -> ProcFile {
         ProcFile {
-            path,
+            name,
             fd: core::sync::atomic::AtomicI32::new(-1),
-            pid: core::sync::atomic::AtomicI32::new(0),
-            ino: core::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    fn ino_of(fd: c_int) -> Option<u64> {
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
-    }
-
-    /// The descriptor, opened (again) if this process has none that is still the file:
-    /// called by the constructor first, before the application can have closed 0-2.
     pub fn ensure(&self) -> Result<c_int, c_int> {
         use core::sync::atomic::Ordering::{Acquire, Release};
-        let pid = getpid();
         let fd = self.fd.load(Acquire);
-        let saved = self.ino.load(Acquire);
-        if fd >= 0 && self.pid.load(Acquire) == pid && Self::ino_of(fd) == Some(saved) {
+        if fd >= 0 {
             return Ok(fd);
         }
-        let new = open_high(self.path);
+        let new = open_high(&proc_path(self.name));
         if new < 0 {
             return Err(errno());
         }
-        let Some(ino) = Self::ino_of(new) else {
-            unsafe { libc::close(new) };
-            return Err(errno());
-        };
-        // A descriptor of ours from before (the parent's file in a fork child) goes, but not
-        // a number the application has reused since.
-        let old = self.fd.swap(new, Release);
-        if old >= 0 && Self::ino_of(old) == Some(saved) {
-            unsafe { libc::close(old) };
-        }
-        self.ino.store(ino, Release);
-        self.pid.store(pid, Release);
+        self.fd.store(new, Release);
         Ok(new)
     }
 
@@ -284,6 +273,32 @@ impl ProcFile {
     pub fn read(&self, buf: &mut Vec<u8>) -> Result<(), c_int> {
         pread_all(self.ensure()?, buf)
     }
+}
+
+/// Copies `len` bytes at `addr` of the recorded process (or of this one) without faulting.
+pub fn read_mem(addr: u64, out: &mut [u8]) -> bool {
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: out.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: out.len(),
+    };
+    let n = unsafe { libc::process_vm_readv(target(), &local, 1, &remote, 1, 0) };
+    n == out.len() as isize
+}
+
+/// The same with a descriptor taken and closed at once (the application's own thread, at
+/// start: the lowest free number is free again before it can look).
+pub fn read_file_low(path: &core::ffi::CStr, buf: &mut Vec<u8>) -> Result<(), c_int> {
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let res = pread_all(fd, buf);
+    unsafe { libc::close(fd) };
+    res
 }
 
 /// Reads a whole (small, /proc) file into `buf`, reusing its capacity.
@@ -298,7 +313,7 @@ pub fn read_file(path: &core::ffi::CStr, buf: &mut Vec<u8>) -> Result<(), c_int>
 }
 
 /// Everything from offset 0 to the end of `fd` into `buf` (cleared first).
-fn pread_all(fd: c_int, buf: &mut Vec<u8>) -> Result<(), c_int> {
+pub fn pread_all(fd: c_int, buf: &mut Vec<u8>) -> Result<(), c_int> {
     buf.clear();
     loop {
         if buf.capacity() - buf.len() < 4096 {
@@ -336,20 +351,4 @@ pub fn readlink(path: &core::ffi::CStr) -> Option<Vec<u8>> {
     }
     buf.truncate(n as usize);
     Some(buf)
-}
-
-/// Makes the descriptor table hold at least `n + 1` entries (tables never shrink), by
-/// duplicating a descriptor to `n` and closing it. Best effort: RLIMIT_NOFILE may forbid it.
-pub fn grow_fd_table(n: c_int) {
-    unsafe {
-        let fd = libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-        if fd < 0 {
-            return;
-        }
-        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, n);
-        if high >= 0 {
-            libc::close(high);
-        }
-        libc::close(fd);
-    }
 }

@@ -358,6 +358,10 @@ impl<'a> Timeline<'a> {
                 exit_how::EXIT => format!("exit({})", e.code),
                 exit_how::UNDERSCORE_EXIT => format!("_exit({})", e.code),
                 exit_how::SIGNAL => format!("killed by signal {}", e.code),
+                exit_how::VANISHED if e.code > 0 => {
+                    format!("vanished: killed by signal {} (no exit path ran)", e.code)
+                }
+                exit_how::VANISHED => "vanished (no exit path ran; status unknown)".to_string(),
                 _ => "ended".to_string(),
             },
             (None, Some((_, p))) => format!("exec {p}"),

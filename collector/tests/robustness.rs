@@ -18,6 +18,17 @@ fn agent_cmd(args: &[&str], rec: &std::path::Path) -> Command {
     c
 }
 
+/// The pid of the one recording in `rec`.
+fn o_pid(rec: &std::path::Path) -> String {
+    let f = rec
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "mrec"))
+        .expect("a record file");
+    f.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
 fn dump_json(rec: &std::path::Path) -> Vec<serde_json::Value> {
     let o = mapagent(&["dump", rec.to_str().unwrap(), "--json"]);
     String::from_utf8_lossy(&o.stdout)
@@ -113,17 +124,35 @@ fn sigkill_leaves_a_readable_file() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // No exit path runs in a SIGKILLed process; the collector, outside it, sees it go and
+    // ends the record itself. Not reaped yet: the zombie's status says which signal.
     child.kill().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let o = mapagent(&["maps", rec.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "a killed process's file reads: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !text.contains("no exit record") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
-    let o = mapagent(&["maps", rec.to_str().unwrap()]);
     assert!(
-        o.status.success(),
-        "a killed process's file reads: {}",
-        String::from_utf8_lossy(&o.stderr)
+        text.contains("vanished: killed by signal 9 (no exit path ran)"),
+        "and says how it ended: {text}"
     );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("no exit record"),
-        "and says how it ended"
+    // The file is complete: the mapping is there and the last record is the Exit.
+    let all = dump_json(&rec);
+    let last = all.last().unwrap();
+    assert_eq!(last["type"], "Exit", "{last}");
+    assert_eq!(
+        (last["how"].as_u64(), last["code"].as_u64()),
+        (Some(5), Some(9))
     );
 }
 
@@ -182,9 +211,19 @@ fn full_disk_disables_with_one_line_and_the_app_carries_on() {
     let _u = Umount(mnt.clone());
     let o = agent_cmd(&["storm", "1", "20000"], &mnt).output().unwrap();
     assert!(o.status.success(), "the application finished normally");
-    let err = String::from_utf8_lossy(&o.stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("mapagent:")).collect();
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The record file kept space in reserve: with the disk full, the line still fits.
+    let err = agent_log(&mnt);
+    let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "exactly one line from the agent: {err}");
+    assert!(
+        lines[0].starts_with(&format!("mapagent[{}]: ", o_pid(&mnt))),
+        "{err}"
+    );
     assert!(
         lines[0].contains("disabled") && lines[0].contains("No space left on device"),
         "{err}"
@@ -208,17 +247,28 @@ fn bad_settings_warn_once_and_use_defaults() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(7));
-    let err = String::from_utf8_lossy(&o.stderr);
+    // Nothing on the program's stderr; two lines in the agent's log, not repeated by the
+    // collector (which reads the same settings).
     assert!(
-        err.contains("mapagent: ignoring MAPAGENT_BUFFER=lots (not a number); using 16384"),
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = agent_log(&rec);
+    assert!(
+        err.contains("]: ignoring MAPAGENT_BUFFER=lots (not a number); using 16384"),
         "{err}"
     );
-    assert!(
-        err.contains("mapagent: ignoring MAPAGENT_FLUSH_MS=0"),
-        "{err}"
-    );
+    assert!(err.contains("]: ignoring MAPAGENT_FLUSH_MS=0"), "{err}");
     assert_eq!(err.lines().count(), 2, "{err}");
-    assert!(rec.read_dir().unwrap().count() == 1, "still recorded");
+    let mrec = rec.read_dir().unwrap().filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "mrec")
+    });
+    assert_eq!(mrec.count(), 1, "still recorded");
 }
 
 #[test]

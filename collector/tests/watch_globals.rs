@@ -52,7 +52,12 @@ fn watched_globals_sampled_on_request_and_periodically() {
         &rec,
         &[("MAPAGENT_WATCH", WATCH), ("MAPAGENT_WATCH_MS", "5")],
     );
-    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = agent_log(&rec);
     assert!(
         err.contains("MAPAGENT_WATCH=x:weird") && err.lines().count() == 1,
         "one warning for the bad entry: {err}"

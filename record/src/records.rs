@@ -388,6 +388,10 @@ pub mod exit_how {
     pub const SIGNAL: u8 = 2;
     pub const EXEC: u8 = 3;
     pub const DISABLED: u8 = 4;
+    /// The process ended without running its exit path (SIGKILL, or a signal no handler
+    /// saw): the collector noticed it gone. `code` is the terminating signal when the kernel
+    /// still had the wait status, -1 when not.
+    pub const VANISHED: u8 = 5;
 }
 
 wire_struct! {

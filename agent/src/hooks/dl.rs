@@ -92,16 +92,17 @@ unsafe fn open(
     };
     let e = sys::errno();
     if let Some(ag) = rec {
-        match ag.pool.take() {
-            Some(slot) => {
-                let mut w = SlotWriter::new(ag.pool.bytes(slot));
+        {
+            {
+                let mut pbuf = [0u8; 2 * PATH_BUF + 16];
+                let mut w = SlotWriter::new(&mut pbuf);
                 w.cstr(file);
                 w.bytes(if plan.rewritten {
                     &buf[..libc::strlen(buf.as_ptr().cast())]
                 } else {
                     b""
                 });
-                let mut ev = Event::new(
+                let ev = Event::new(
                     Kind::Dlopen,
                     [
                         t0,
@@ -114,10 +115,9 @@ unsafe fn open(
                         0,
                     ],
                 );
-                ev.slot = slot;
-                ag.push(ev);
+                let n = w.len();
+                ag.push_with(ev, &pbuf[..n]);
             }
-            None => ag.drop_one(),
         }
         images::rescan(&mut EventSink {
             ag,
@@ -153,10 +153,7 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     r
 }
 
-use crate::sys::high_fd;
-pub use crate::sys::HIGH_FD;
-
-/// Turns image changes seen by a hook into events (payload in a pool slot).
+/// Turns image changes seen by a hook into events (payload in the frame).
 pub struct EventSink<'a> {
     pub ag: &'a Agent,
     pub cause: u8,
@@ -167,25 +164,14 @@ const MAX_PHDRS: usize = 64;
 
 impl Sink for EventSink<'_> {
     fn load(&mut self, s: &Seen<'_>) -> bool {
-        let Some(slot) = self.ag.pool.take() else {
-            self.ag.drop_one();
-            return false;
-        };
-        // Pin the file now: by the time the writer looks, another image may sit at this
-        // address, or the file may be gone. The open descriptor lets the writer keep a copy
-        // of an image that cannot be opened by its path later (memfd, deleted); it is moved
-        // out of the low numbers applications reuse, and the writer checks (dev, inode)
-        // before it reads or closes it.
-        let fd = s.cname.map_or(-1, |c| unsafe {
-            high_fd(libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC))
-        });
-        let (ma, mi, ino) = if fd >= 0 {
-            crate::sys::fd_identity(fd)
-        } else {
-            s.cname.and_then(crate::sys::path_identity)
-        }
-        .unwrap_or((0, 0, 0));
-        let mut w = SlotWriter::new(unsafe { self.ag.pool.bytes(slot) });
+        // Pin the file's identity now: by the time the collector looks, another image may sit
+        // at this address, or the file may be gone.
+        let (ma, mi, ino) = s
+            .cname
+            .and_then(crate::sys::path_identity)
+            .unwrap_or((0, 0, 0));
+        let mut buf = [0u8; crate::pool::SLOT_SIZE];
+        let mut w = SlotWriter::new(&mut buf);
         w.u64(s.key);
         w.u64(s.bias);
         w.u64((ma as u64) << 32 | mi as u64);
@@ -202,18 +188,9 @@ impl Sink for EventSink<'_> {
         }
         w.bytes(s.build_id);
         w.bytes(s.name);
-        let mut ev = Event::new(
-            Kind::ImageLoad,
-            [self.cause as u64, (fd + 1) as u64, 0, 0, 0, 0, 0, 0],
-        );
-        ev.slot = slot;
-        if self.ag.push(ev) {
-            return true;
-        }
-        if fd >= 0 {
-            unsafe { libc::close(fd) };
-        }
-        false
+        let n = w.len();
+        let ev = Event::new(Kind::ImageLoad, [self.cause as u64, 0, 0, 0, 0, 0, 0, 0]);
+        self.ag.push_with(ev, &buf[..n])
     }
 
     fn unload(&mut self, key: u64, bias: u64) {

@@ -48,24 +48,18 @@ unsafe fn do_mmap(
             let failed = r == libc::MAP_FAILED;
             let mut id = 0u64;
             let mut ino = 0u64;
-            let mut slot = crate::event::NO_SLOT;
+            // Not zeroed: only the bytes fd_path writes are sent (a memset per mmap would cost
+            // more than the rest of the hook).
+            let mut pbuf = core::mem::MaybeUninit::<[u8; 4200]>::uninit();
+            let mut plen = 0usize;
             if !failed && flags & libc::MAP_ANONYMOUS == 0 && fd >= 0 {
                 if let Some((ma, mi, i)) = sys::fd_identity(fd) {
                     id = (ma as u64) << 32 | mi as u64;
                     ino = i;
                     // A file the writer has not named yet: take its path now, the caller may
                     // close the fd and unmap before the writer looks.
-                    if !ag
-                        .known_files
-                        .contains(crate::agent::KnownFiles::key(id, ino))
-                    {
-                        if let Some(s) = ag.pool.take() {
-                            if fd_path(fd, ag.pool.bytes(s)) {
-                                slot = s;
-                            } else {
-                                ag.pool.give(s);
-                            }
-                        }
+                    if !ag.known_contains(crate::agent::file_key(id, ino)) {
+                        plen = fd_path(fd, pbuf.as_mut_ptr().cast::<u8>(), 4200);
                     }
                 }
             }
@@ -83,14 +77,17 @@ unsafe fn do_mmap(
                 ],
             );
             ev.err = err_if(failed, e);
-            ev.slot = slot;
-            ag.push(ev);
+            ag.push_with(
+                ev,
+                core::slice::from_raw_parts(pbuf.as_ptr().cast::<u8>(), plen),
+            );
         },
     )
 }
 
-/// readlink("/proc/self/fd/N") into a slot as a length-prefixed string, without allocating.
-unsafe fn fd_path(fd: c_int, slot: &mut [u8]) -> bool {
+/// readlink("/proc/self/fd/N") into `slot` as a length-prefixed string, without allocating;
+/// the bytes used (0 if it failed).
+unsafe fn fd_path(fd: c_int, slot: *mut u8, cap: usize) -> usize {
     let mut link = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0";
     let mut digits = [0u8; 10];
     let mut n = 0;
@@ -106,20 +103,20 @@ unsafe fn fd_path(fd: c_int, slot: &mut [u8]) -> bool {
     for i in 0..n {
         link[14 + i] = digits[n - 1 - i];
     }
-    let (len, body) = slot.split_at_mut(4);
+    let body = slot.add(4);
     // The raw system call: an interposer of readlink (fakechroot...) must not run in a hook.
     let r = libc::syscall(
         libc::SYS_readlinkat,
         libc::AT_FDCWD,
         link.as_ptr(),
-        body.as_mut_ptr(),
-        body.len(),
+        body,
+        cap - 4,
     );
     if r <= 0 {
-        return false;
+        return 0;
     }
-    len.copy_from_slice(&(r as u32).to_le_bytes());
-    true
+    core::ptr::copy_nonoverlapping((r as u32).to_le_bytes().as_ptr(), slot, 4);
+    4 + r as usize
 }
 
 #[no_mangle]
@@ -229,19 +226,16 @@ pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint) -> c_i
     };
     let fd = sys::memfd_create(name, flags);
     let e = sys::errno();
-    match ag.pool.take() {
-        Some(slot) => {
-            crate::pool::SlotWriter::new(ag.pool.bytes(slot)).cstr(name);
-            let mut ev = Event::new(
-                Kind::MemfdCreate,
-                [flags as u64, fd as i64 as u64, 0, 0, 0, 0, 0, 0],
-            );
-            ev.slot = slot;
-            ev.err = err_if(fd < 0, e);
-            ag.push(ev);
-        }
-        None => ag.drop_one(),
-    }
+    let mut buf = [0u8; 512];
+    let mut w = crate::pool::SlotWriter::new(&mut buf);
+    w.cstr(name);
+    let n = w.len();
+    let mut ev = Event::new(
+        Kind::MemfdCreate,
+        [flags as u64, fd as i64 as u64, 0, 0, 0, 0, 0, 0],
+    );
+    ev.err = err_if(fd < 0, e);
+    ag.push_with(ev, &buf[..n]);
     sys::set_errno(e);
     fd
 }

@@ -42,55 +42,65 @@ type Argv = *const *const c_char;
 #[no_mangle]
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
     lifecycle::before_exec(path);
-    match real::execve() {
+    let r = match real::execve() {
         Some(f) => f(path, argv, envp),
         None => libc::syscall(libc::SYS_execve, path, argv, envp) as c_int,
-    }
+    };
+    lifecycle::exec_failed();
+    r
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
     lifecycle::before_exec(path);
-    match real::execv() {
+    let r = match real::execv() {
         Some(f) => f(path, argv),
         None => libc::syscall(libc::SYS_execve, path, argv, environ) as c_int,
-    }
+    };
+    lifecycle::exec_failed();
+    r
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
     lifecycle::before_exec(file);
-    match real::execvp() {
+    let r = match real::execvp() {
         Some(f) => f(file, argv),
         None => {
             crate::sys::set_errno(libc::ENOSYS);
             -1
         }
-    }
+    };
+    lifecycle::exec_failed();
+    r
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     lifecycle::before_exec(file);
-    match real::execvpe() {
+    let r = match real::execvpe() {
         Some(f) => f(file, argv, envp),
         None => {
             crate::sys::set_errno(libc::ENOSYS);
             -1
         }
-    }
+    };
+    lifecycle::exec_failed();
+    r
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
     lifecycle::before_exec(c"(fexecve)".as_ptr());
-    match real::fexecve() {
+    let r = match real::fexecve() {
         Some(f) => f(fd, argv, envp),
         None => {
             crate::sys::set_errno(libc::ENOSYS);
             -1
         }
-    }
+    };
+    lifecycle::exec_failed();
+    r
 }
 
 #[no_mangle]
@@ -102,10 +112,12 @@ pub unsafe extern "C" fn execveat(
     flags: c_int,
 ) -> c_int {
     lifecycle::before_exec(path);
-    match real::execveat() {
+    let r = match real::execveat() {
         Some(f) => f(dirfd, path, argv, envp, flags),
         None => libc::syscall(libc::SYS_execveat, dirfd, path, argv, envp, flags) as c_int,
-    }
+    };
+    lifecycle::exec_failed();
+    r
 }
 
 /// execl, execle and execlp are variadic, which stable Rust cannot define. These x86_64 stubs
@@ -218,33 +230,3 @@ pub unsafe extern "C" fn _exit(code: c_int) -> ! {
 pub unsafe extern "C" fn _Exit(code: c_int) -> ! {
     _exit(code)
 }
-
-/// The credential-changing calls glibc broadcasts to every thread: run with the writer parked
-/// (see lifecycle::with_writer_parked).
-macro_rules! credential_hook {
-    ($name:ident($($arg:ident: $t:ty),*)) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name($($arg: $t),*) -> c_int {
-            lifecycle::with_writer_parked(|| match real::$name() {
-                Some(f) => f($($arg),*),
-                None => {
-                    crate::sys::set_errno(libc::ENOSYS);
-                    -1
-                }
-            })
-        }
-    };
-}
-
-credential_hook!(setuid(u: libc::uid_t));
-credential_hook!(setgid(g: libc::gid_t));
-credential_hook!(seteuid(u: libc::uid_t));
-credential_hook!(setegid(g: libc::gid_t));
-credential_hook!(setreuid(r: libc::uid_t, e: libc::uid_t));
-credential_hook!(setregid(r: libc::gid_t, e: libc::gid_t));
-credential_hook!(setresuid(r: libc::uid_t, e: libc::uid_t, s: libc::uid_t));
-credential_hook!(setresgid(r: libc::gid_t, e: libc::gid_t, s: libc::gid_t));
-credential_hook!(setgroups(n: libc::size_t, list: *const libc::gid_t));
-// Joining a new user or mount namespace requires a single-threaded process.
-credential_hook!(unshare(flags: c_int));
-credential_hook!(setns(fd: c_int, nstype: c_int));

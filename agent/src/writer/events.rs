@@ -20,9 +20,9 @@ impl Writer {
     pub(super) fn handle(&mut self, ev: &Event) {
         let a = ev.a;
         let (ts, tid, errno) = (ev.ts, ev.tid, ev.err);
-        let ag = self.ag;
-        let slot: Option<&'static [u8]> =
-            (ev.slot != crate::event::NO_SLOT).then(|| unsafe { &*ag.pool.bytes(ev.slot) });
+        // Payloads live until the batch ends; copied out so the model can be borrowed.
+        let owned = self.payload(ev.slot).map(|p| p.to_vec());
+        let slot: Option<&[u8]> = owned.as_deref();
         match ev.kind {
             Kind::Mmap => {
                 let (addr, len, prot, flags, fd, off, result) = (
@@ -225,7 +225,12 @@ impl Writer {
                 }
                 let (build_id, name) = (r.bytes(), r.bytes());
                 let file = (ino != 0).then_some(((dev >> 32) as u32, dev as u32, ino));
-                let fd = (a[1] > 0).then(|| keep::Source::Fd((a[1] - 1) as i32));
+                // An image opened through one of the application's descriptors
+                // (/proc/self/fd/N): that descriptor reaches it while it stays open.
+                let fd = name
+                    .strip_prefix(b"/proc/self/fd/")
+                    .and_then(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok())
+                    .map(keep::Source::Fd);
                 self.put_image(ts, a[0] as u8, key, bias, &phdrs, build_id, name, file, fd);
             }
             Kind::ImageUnload => {
@@ -256,6 +261,17 @@ impl Writer {
                     path: Bytes(path),
                 }));
                 self.note_trigger(trigger::EXEC, ts, 0);
+            }
+            Kind::Baseline => {
+                let kernel = slot
+                    .and_then(|t| mapagent_record::region::parse_maps(t).ok())
+                    .unwrap_or_default();
+                self.ids.learn(&kernel);
+                self.write_reconcile(kernel, ts, trigger::BASELINE, true);
+                self.baseline_done = true;
+            }
+            Kind::ExecFailed => {
+                self.exec_pending = false;
             }
             Kind::Snapshot => {
                 // Taken once the events before it are applied (see due_snapshots).

@@ -63,10 +63,7 @@ impl Identities {
             return;
         }
         if let Some(ag) = crate::agent::current() {
-            ag.known_files.insert(crate::agent::KnownFiles::key(
-                (k.0 as u64) << 32 | k.1 as u64,
-                k.2,
-            ));
+            ag.known_insert(crate::agent::file_key((k.0 as u64) << 32 | k.1 as u64, k.2));
         }
         self.names.insert(k, path);
     }
@@ -110,8 +107,8 @@ impl Identities {
                     path: p.clone(),
                 };
             }
-            if fd >= 0 && sys::fd_identity(fd) == Some(k) {
-                let link = format!("/proc/self/fd/{fd}\0");
+            if fd >= 0 && super::keep::app_fd_identity(fd) == Some(k) {
+                let link = format!("/proc/{}/fd/{fd}\0", sys::target());
                 if let Ok(c) = std::ffi::CStr::from_bytes_with_nul(link.as_bytes()) {
                     if let Some(p) = sys::readlink(c) {
                         self.name(k, p.clone());

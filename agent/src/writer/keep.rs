@@ -15,13 +15,19 @@ use std::os::unix::ffi::OsStrExt;
 
 /// Where an image's bytes can be read from.
 pub enum Source {
-    /// A descriptor the dlopen hook opened (closed after use).
+    /// A descriptor of the application's (it dlopen'ed /proc/self/fd/N), opened through
+    /// /proc/PID/fd/N while it is still that file.
     Fd(c_int),
-    /// A path that still reaches the mapped file: /proc/self/exe, /proc/self/map_files/A-B.
+    /// A path that still reaches the mapped file: /proc/PID/exe, /proc/PID/map_files/A-B.
     Path(Vec<u8>),
 }
 
 /// Whether the kernel's name for an image (as maps shows it) no longer leads to its file.
+/// (dev, inode) of the application's descriptor `fd`.
+pub fn app_fd_identity(fd: c_int) -> Option<FileKey> {
+    sys::path_identity(&sys::proc_path(&format!("fd/{fd}")))
+}
+
 pub fn unreachable_by_path(kernel_path: &[u8], pinned: Option<FileKey>) -> bool {
     if kernel_path.starts_with(b"/memfd:") || kernel_path.ends_with(b" (deleted)") {
         return true;
@@ -55,7 +61,7 @@ impl Writer {
         // A descriptor from the hook is ours only if it still refers to that file: an
         // application may have closed it and reused the number.
         let src = match src {
-            Source::Fd(fd) if sys::fd_identity(fd) != pinned || pinned.is_none() => {
+            Source::Fd(fd) if app_fd_identity(fd) != pinned || pinned.is_none() => {
                 tracing::debug!(fd, "image descriptor no longer ours; left alone");
                 match self.loaded.get(&id).and_then(|i| i.source()) {
                     Some(s) => s,
@@ -64,13 +70,13 @@ impl Writer {
             }
             other => other,
         };
+        let src = match src {
+            Source::Fd(fd) => Source::Path(sys::app_path(format!("/proc/self/fd/{fd}").as_bytes())),
+            other => other,
+        };
         let fd = match src {
-            Source::Fd(fd) if !needed => {
-                unsafe { libc::close(fd) };
-                return;
-            }
             _ if !needed => return,
-            Source::Fd(fd) => fd,
+            Source::Fd(_) => return,
             Source::Path(p) => {
                 let Ok(c) = CString::new(p) else { return };
                 let fd = crate::sys::open_high(&c);
@@ -312,7 +318,7 @@ fn read_self(addr: u64, buf: &mut [u8]) -> bool {
         iov_base: addr as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let n = unsafe { libc::process_vm_readv(sys::target(), &local, 1, &remote, 1, 0) };
     n == buf.len() as isize
 }
 

@@ -5,6 +5,7 @@
 
 mod events;
 mod keep;
+mod liveness;
 mod memory;
 mod out;
 mod process;
@@ -14,60 +15,16 @@ mod watch;
 
 pub mod identity;
 
-use crate::agent::{self, req, Agent};
+use crate::agent::{req, Agent};
 use crate::event::Event;
-use crate::images::{self, Seen, Sink};
-use crate::{sys, tls};
+use crate::ring::Pop;
+use crate::sys;
 use identity::Identities;
-use mapagent_record::records::{self as rec, image_cause, trigger, Record};
+use mapagent_record::records::{self as rec, trigger, Record};
 use mapagent_record::replay::Replayer;
 use mapagent_record::{Bytes, Hex};
 use out::Out;
 use std::sync::atomic::Ordering;
-
-/// The state of the process when recording starts, taken synchronously by the thread that
-/// starts the agent (the constructor, or the fork child's handler) before the application runs
-/// on: nothing the application does can race it.
-pub struct Baseline {
-    desc: process::Described,
-    /// None in a fork child: the writer lists images itself (dl_iterate_phdr in a fork handler
-    /// could meet a loader lock another parent thread held at fork time).
-    images: Option<ImageList>,
-    kernel: Vec<mapagent_record::Region>,
-    ts: u64,
-}
-
-impl Baseline {
-    pub fn take(ag: &Agent, list_images: bool) -> Baseline {
-        let images = list_images.then(|| {
-            let mut l = ImageList::default();
-            images::list_all(&mut l);
-            l
-        });
-        let ts = sys::now();
-        let mut buf = Vec::new();
-        let kernel = match sys::read_file(c"/proc/self/maps", &mut buf) {
-            Ok(()) => mapagent_record::region::parse_maps(&buf).unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        Baseline {
-            desc: process::describe(ag),
-            images,
-            kernel,
-            ts,
-        }
-    }
-}
-
-struct Start {
-    ag: &'static Agent,
-    /// A writer parked for a credential change, to resume; None for a fresh start.
-    resume: Option<Box<Writer>>,
-    /// The record file, created by the thread that starts the writer (the constructor, or the
-    /// fork child's handler) before the application can close 0 and expect it back: opened
-    /// by the writer alongside main, it could briefly take that number.
-    out: Option<Out>,
-}
 
 /// How long the copies of images found missing at exit may take.
 const EXIT_KEEP_BUDGET_NS: u64 = 1_000_000_000;
@@ -75,103 +32,11 @@ const EXIT_KEEP_BUDGET_NS: u64 = 1_000_000_000;
 /// Minimum time between reconciliations that events (not requests) ask for.
 const MIN_RECONCILE_NS: u64 = 20_000_000;
 
-/// Starts the writer with every signal blocked (the thread inherits the mask). A bare pthread,
-/// not std::thread: std registers thread-local destructors through glibc's calloc, which would
-/// give the agent a malloc arena of its own (64 MiB reserved) in the application's address space.
-pub fn spawn(ag: &'static Agent) -> Result<(), ()> {
-    // If it fails here, the writer tries again and reports why.
-    let out = Out::create(&ag.cfg.dir, ag.pid).ok();
-    spawn_thread(Start {
-        ag,
-        resume: None,
-        out,
-    })
-}
-
-/// Starts a new writer thread that carries on with a parked writer's state.
-pub fn resume(ag: &'static Agent, w: Box<Writer>) -> Result<(), ()> {
-    spawn_thread(Start {
-        ag,
-        resume: Some(w),
-        out: None,
-    })
-}
-
-fn spawn_thread(s: Start) -> Result<(), ()> {
-    let ag = s.ag;
-    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
-        let s = unsafe { Box::from_raw(arg as *mut Start) };
-        run(*s);
-        core::ptr::null_mut()
-    }
-    let arg = Box::into_raw(Box::new(s));
-    let Some(create) = crate::real::pthread_create() else {
-        return Err(());
-    };
-    unsafe {
-        let mut all: libc::sigset_t = core::mem::zeroed();
-        let mut old: libc::sigset_t = core::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setstacksize(&mut attr, 256 << 10);
-        // Joinable: a credential change waits for the parked writer to be gone for good.
-        let mut th: libc::pthread_t = 0;
-        let r = create(&mut th, &attr, start, arg as *mut libc::c_void);
-        libc::pthread_attr_destroy(&mut attr);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
-        if r != 0 {
-            drop(Box::from_raw(arg));
-            return Err(());
-        }
-        libc::pthread_setname_np(th, c"mapagent".as_ptr());
-        ag.writer_thread.store(th as u64, Ordering::Release);
-    }
-    Ok(())
-}
-
-/// What the writer loop ended with.
-enum Ending {
-    Exited,
-    /// Parked for a credential change; the request to acknowledge once the state is saved.
-    Parked(u32),
-}
-
-fn run(s: Start) {
-    let t = tls::get();
-    t.depth = 1; // hooked calls made by the writer itself pass through
-    t.flags |= tls::FLAG_WRITER;
-    let ag = s.ag;
-    ag.writer_tid.store(sys::gettid() as u32, Ordering::Release);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-        move || -> Result<bool, String> {
-            let mut w = match s.resume {
-                Some(w) => w,
-                None => Box::new(Writer::start(s.ag, s.out)?),
-            };
-            match w.run()? {
-                Ending::Exited => {}
-                // Hand the state over before acknowledging: the resumer reads it right after.
-                Ending::Parked(seq) => {
-                    ag.parked.store(Box::into_raw(w), Ordering::Release);
-                    ag.ctl.complete(seq);
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        },
-    ));
-    match &result {
-        Ok(Ok(_)) => {}
-        Ok(Err(msg)) => agent::disable(msg.as_bytes()),
-        Err(_) => agent::disable(b"internal error in the writer thread"),
-    }
-    // Whatever happened (but a park, which the next writer carries on from), never leave an
-    // exiting thread waiting.
-    if !matches!(result, Ok(Ok(true))) {
-        ag.ctl.complete(ag.ctl.seq.load(Ordering::Acquire));
-    }
+/// The collector's whole job for one ring: the Process record, then events until the process
+/// exits, execs or vanishes.
+pub fn collect(ag: &'static Agent) -> Result<(), String> {
+    let mut w = Writer::start(ag)?;
+    w.run()
 }
 
 pub struct Writer {
@@ -180,6 +45,9 @@ pub struct Writer {
     model: Replayer,
     ids: Identities,
     batch: Vec<Event>,
+    /// Payloads of the batch (indexed by Event::slot) and buffers to reuse.
+    payloads: Vec<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
     /// Hooked calls since the last reconcile that imply changes the hooks cannot see.
     triggers: Vec<reconcile::Trigger>,
     last_reconcile: u64,
@@ -191,9 +59,6 @@ pub struct Writer {
     statm_offset: Option<(i64, i64)>,
     events_total: u64,
     lost_since: u64,
-    /// slow_started as of the last periodic image check, and when that was.
-    slow_seen: u64,
-    last_rescan: u64,
     /// Images loaded now, and those already kept (or tried).
     loaded: std::collections::HashMap<u64, LoadedImage>,
     kept: std::collections::HashSet<u64>,
@@ -204,23 +69,30 @@ pub struct Writer {
     last_snapshot: u64,
     pending_snapshots: Vec<(Vec<u8>, u32)>,
     watches: watch::Watches,
+    auxv: process::Auxv,
+    alive: liveness::Alive,
+    baseline_done: bool,
+    /// An exec was announced and flushed: the file ends when it went through.
+    exec_pending: bool,
+    /// How the file must end now (a damaged ring).
+    ended: Option<u8>,
+    /// Frames that did not decode.
+    broken: u64,
 }
 
 impl Writer {
-    fn start(ag: &'static Agent, out: Option<Out>) -> Result<Writer, String> {
-        let mut base = Self::wait_for_baseline(ag)?;
-        let out = match out {
-            Some(o) => o,
-            None => Out::create(&ag.cfg.dir, ag.pid)?,
-        };
-        ag.out_fd.store(out.fd, Ordering::Release);
+    fn start(ag: &'static Agent) -> Result<Writer, String> {
+        let out = Out::create(&ag.cfg.dir, ag.pid)?;
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+        let alive = liveness::Alive::open(ag.pid);
         let mut w = Writer {
             ag,
             out,
             model: Replayer::new(page),
             ids: Identities::default(),
             batch: Vec::with_capacity(4096),
+            payloads: Vec::new(),
+            spare: Vec::new(),
             triggers: Vec::new(),
             last_reconcile: 0,
             verified_at: 0,
@@ -228,8 +100,6 @@ impl Writer {
             statm_offset: None,
             events_total: 0,
             lost_since: ag.start_mono,
-            slow_seen: 0,
-            last_rescan: 0,
             loaded: Default::default(),
             kept: Default::default(),
             page,
@@ -237,40 +107,45 @@ impl Writer {
             last_snapshot: sys::now(),
             pending_snapshots: Vec::new(),
             watches: Default::default(),
+            auxv: process::Auxv::read(),
+            alive,
+            baseline_done: false,
+            exec_pending: false,
+            ended: None,
+            broken: 0,
         };
-        base.desc.gen = w.out.gen;
-        w.out.put(&Record::Process(base.desc.record()));
-        match base.images.take() {
-            Some(list) => w.write_images(list, image_cause::STARTUP, base.ts),
-            None => {
-                let mut list = ImageList::default();
-                images::list_all(&mut list);
-                w.write_images(list, image_cause::STARTUP, sys::now());
-            }
-        }
-        w.ids.learn(&base.kernel);
-        w.write_reconcile(base.kernel, base.ts, trigger::BASELINE, true);
+        let mut desc = process::describe(ag);
+        desc.gen = w.out.gen;
+        w.out.put(&Record::Process(desc.record(&w.auxv)));
         w.out.flush()?;
         tracing::info!(file = %w.out.path.display(), "recording");
         Ok(w)
     }
 
-    fn wait_for_baseline(ag: &Agent) -> Result<Box<Baseline>, String> {
+    /// Until the starting thread's baseline frame is processed (bounded: a process that
+    /// dies or never sends one ends the file).
+    fn wait_for_baseline(&mut self) -> Result<(), String> {
         let deadline = sys::now() + 10_000_000_000;
-        loop {
-            let p = ag.baseline.swap(core::ptr::null_mut(), Ordering::AcqRel);
-            if !p.is_null() {
-                return Ok(unsafe { Box::from_raw(p) });
+        while !self.baseline_done {
+            self.drain();
+            if self.baseline_done {
+                break;
             }
-            if sys::now() > deadline {
+            if !self.alive.check() || sys::now() > deadline {
                 return Err("no baseline from the starting thread".into());
             }
-            sys::futex_wait(&ag.wake, 0, 5_000_000);
-            ag.wake.store(0, Ordering::Release);
+            sys::futex_wait_shared(&self.ag.wake, 0, 2_000_000);
+            self.ag.wake.store(0, Ordering::Release);
         }
+        Ok(())
     }
 
-    fn run(&mut self) -> Result<Ending, String> {
+    fn run(&mut self) -> Result<(), String> {
+        if let Err(e) = self.wait_for_baseline() {
+            self.vanished();
+            self.out.flush()?;
+            return Err(e);
+        }
         // Where memory use starts (again after a fork: the child's own line begins here).
         self.mem_usage();
         self.resolve_watches(true);
@@ -281,16 +156,30 @@ impl Writer {
             let (requests, seq) = self.ag.ctl.take();
             let n = self.drain();
             self.retry_watches();
-            self.rescan_images();
             self.note_lost();
+            // The process is gone (killed, or it died without running its exit handlers):
+            // everything it published is drained above; say how it ended.
+            if !self.alive.check() || self.ended.is_some() {
+                self.drain();
+                self.note_lost();
+                match self.ended.take() {
+                    Some(how) => self.finish_as(how),
+                    None => self.vanished(),
+                }
+                self.out.flush()?;
+                self.out.close();
+                return Ok(());
+            }
             let now = sys::now();
             let since_reconcile = now.saturating_sub(self.last_reconcile);
             if requests & req::EXIT != 0 {
                 // The last look at the pages (with its own final reconcile).
                 self.snapshot(rec::snapshot_trigger::EXIT, b"exit", 0);
             } else if requests & req::FLUSH != 0 {
-                // An exec ends this program's image: its last look too.
+                // An exec ends this program's image: its last look too. The file ends once the
+                // exec went through (the ring leaves the process with its old image).
                 self.snapshot(rec::snapshot_trigger::EXIT, b"exec", 0);
+                self.exec_pending = true;
             } else if let Some(t) = self
                 .triggers
                 .first()
@@ -323,16 +212,15 @@ impl Writer {
                 self.finish();
                 self.out.flush()?;
                 self.out.close();
-                agent::deactivate();
                 self.ag.ctl.complete(seq);
-                return Ok(Ending::Exited);
+                return Ok(());
             }
             self.out.flush()?;
-            if requests & req::PARK != 0 && !self.ag.park_cancelled.swap(false, Ordering::AcqRel) {
-                // Acknowledged by the thread function once the state is saved.
-                return Ok(Ending::Parked(seq));
-            }
             self.ag.ctl.complete(seq);
+            if self.exec_pending && self.exec_done() {
+                self.out.close();
+                return Ok(());
+            }
             // The hot path never wakes the writer (that would be a syscall); requests do.
             // Otherwise sleep so that the channel would be about a quarter full at the rate
             // events arrived last cycle: rarely awake (an awake writer costs the application
@@ -341,11 +229,17 @@ impl Writer {
             let t = sys::now();
             let elapsed = t.saturating_sub(last_cycle).max(1);
             last_cycle = t;
-            let cap = self.ag.cfg.flush_ms * 1_000_000;
+            // Capped also so that a process that vanished is noticed soon, and an exec.
+            let cap = if self.exec_pending {
+                1_000_000
+            } else {
+                (self.ag.cfg.flush_ms * 1_000_000).min(100_000_000)
+            };
             sleep_ns = if n == 0 {
                 (sleep_ns * 2).min(cap)
             } else {
-                let quarter = (self.ag.cfg.buffer / 4) as u64;
+                // n counts events; a quarter of the ring holds about cap/4/128 of them.
+                let quarter = self.ag.ring.cap() / 4 / 128;
                 (quarter.saturating_mul(elapsed) / n as u64).clamp(200_000, cap)
             };
             // Wake in time for the next interval snapshot and watch sample.
@@ -365,24 +259,50 @@ impl Writer {
             }
             // Arm the burst wake again, then sleep unless a burst or a request arrived during
             // this cycle (a wake that came in meanwhile left `wake` at 1: futex_wait returns).
-            self.ag.woken.store(false, Ordering::SeqCst);
+            self.ag.woken.store(0, Ordering::SeqCst);
             if self.ag.channel_busy() || self.ag.ctl.pending.load(Ordering::SeqCst) != 0 {
                 continue;
             }
             if self.ag.wake.swap(0, Ordering::SeqCst) == 0 {
-                sys::futex_wait(&self.ag.wake, 0, sleep_ns);
+                sys::futex_wait_shared(&self.ag.wake, 0, sleep_ns);
             }
         }
     }
 
-    /// Takes everything in the channel and processes it in time order.
+    /// Takes everything in the ring and processes it in time order.
     fn drain(&mut self) -> usize {
         let mut n = 0;
         loop {
             let mut got = false;
-            while let Ok(ev) = self.ag.rx.try_recv() {
-                self.batch.push(ev);
-                got = true;
+            loop {
+                let mut p = self.spare.pop().unwrap_or_default();
+                match self.ag.ring.pop(&mut p) {
+                    Pop::Empty => {
+                        self.spare.push(p);
+                        break;
+                    }
+                    Pop::Event(mut ev) => {
+                        if !p.is_empty() && self.payloads.len() < u16::MAX as usize - 1 {
+                            ev.slot = self.payloads.len() as u16;
+                            self.payloads.push(p);
+                        } else {
+                            self.spare.push(p);
+                        }
+                        self.batch.push(ev);
+                        got = true;
+                    }
+                    Pop::Skipped => {
+                        self.spare.push(p);
+                        self.broken += 1;
+                    }
+                    Pop::Broken => {
+                        // The application overwrote the ring's bookkeeping: stop reading it.
+                        self.spare.push(p);
+                        self.broken += 1;
+                        self.ended = Some(rec::exit_how::DISABLED);
+                        break;
+                    }
+                }
                 if self.batch.len() >= 8192 {
                     break;
                 }
@@ -396,19 +316,44 @@ impl Writer {
         n
     }
 
+    /// The payload an event of the current batch carries (empty if none).
+    pub(super) fn payload(&self, slot: u16) -> Option<&[u8]> {
+        (slot != crate::event::NO_SLOT)
+            .then(|| self.payloads.get(slot as usize).map(|v| v.as_slice()))
+            .flatten()
+    }
+
     fn process_batch(&mut self) {
         let mut batch = std::mem::take(&mut self.batch);
         batch.sort_by_key(|e| e.ts);
         for ev in &batch {
             self.handle(ev);
-            if ev.slot != crate::event::NO_SLOT {
-                self.ag.pool.give(ev.slot);
-            }
         }
         self.events_total += batch.len() as u64;
         batch.clear();
         self.batch = batch;
+        let mut p = std::mem::take(&mut self.payloads);
+        self.spare.extend(p.drain(..).take(256));
+        self.payloads = p;
         self.ids.end_batch();
+    }
+
+    /// After an exec flush: whether the process has left the image this ring belongs to
+    /// (the ring is no longer in its maps).
+    fn exec_done(&mut self) -> bool {
+        if !self.alive.check() {
+            return true;
+        }
+        let mut buf = Vec::new();
+        if sys::read_file(&sys::proc_path("maps"), &mut buf).is_err() {
+            return true;
+        }
+        let ino = format!(" {} ", self.ag.ring.ino);
+        !buf.split(|&c| c == b'\n').any(|l| {
+            l.windows(b"/memfd:mapagent-ring".len())
+                .any(|w| w == b"/memfd:mapagent-ring")
+                && l.windows(ino.len()).any(|w| w == ino.as_bytes())
+        })
     }
 
     fn note_lost(&mut self) {
@@ -424,80 +369,8 @@ impl Writer {
             self.lost_since = ts;
             tracing::warn!(
                 count = n,
-                "events dropped: channel full (raise MAPAGENT_BUFFER)"
+                "events dropped: ring full (raise MAPAGENT_BUFFER)"
             );
-        }
-    }
-
-    /// Loads the hooks could not see (glibc's internal dlopen for NSS, iconv...). Skipped
-    /// while interposed dlopen/dlclose calls are active: their hooks report what they did.
-    fn rescan_images(&mut self) {
-        // Rarely: each walk takes the loader's lock, and such loads are rare.
-        let now = sys::now();
-        if now.saturating_sub(self.last_rescan) < 250_000_000 {
-            return;
-        }
-        self.last_rescan = now;
-        let slow = self.ag.slow_started.load(Ordering::SeqCst);
-        let busy = slow != self.ag.slow_finished.load(Ordering::SeqCst) || slow != self.slow_seen;
-        self.slow_seen = slow;
-        if busy {
-            return;
-        }
-        let mut found = ImageList::default();
-        images::try_rescan(&mut found);
-        // A hooked call that started during the walk is what loaded or unloaded these.
-        let overlapped = self.ag.slow_started.load(Ordering::SeqCst) != slow;
-        let ts = sys::now();
-        let unloaded = std::mem::take(&mut found.unloaded);
-        let loads = ImageList {
-            loaded: found.loaded,
-            unloaded: Vec::new(),
-        };
-        let (load_cause, unload_cause) = if overlapped {
-            (image_cause::DLOPEN, image_cause::DLCLOSE)
-        } else {
-            (image_cause::RESCAN, image_cause::RESCAN)
-        };
-        self.write_images(loads, load_cause, ts);
-        self.write_images(
-            ImageList {
-                loaded: Vec::new(),
-                unloaded,
-            },
-            unload_cause,
-            ts,
-        );
-    }
-
-    fn write_images(&mut self, found: ImageList, cause: u8, ts: u64) {
-        for img in &found.loaded {
-            self.put_image(
-                ts,
-                cause,
-                img.key,
-                img.bias,
-                &img.phdrs,
-                &img.build_id,
-                &img.name,
-                None,
-                None,
-            );
-        }
-        for &(key, bias) in &found.unloaded {
-            self.loaded.remove(&key);
-            self.emit(Record::ImageUnload(rec::ImageUnload {
-                ts,
-                id: key,
-                bias,
-                cause,
-            }));
-        }
-        if cause != image_cause::STARTUP && (!found.loaded.is_empty() || !found.unloaded.is_empty())
-        {
-            // Loaded or unloaded behind the hooks' back (or the walk a dlopen asked for ran
-            // here): check now.
-            self.note_trigger(trigger::PERIODIC, ts, 0);
         }
     }
 
@@ -531,9 +404,8 @@ impl Writer {
         // pinned names the file as the kernel does, even after the application closed the fd
         // it passed to dlopen ("/proc/self/fd/4" -> "/memfd:lib (deleted)").
         let pinned_name = match (&keep, file) {
-            (Some(keep::Source::Fd(fd)), Some(k)) if sys::fd_identity(*fd) == Some(k) => {
-                let link = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
-                sys::readlink(&link).map(|p| (p, k.0, k.1, k.2))
+            (Some(keep::Source::Fd(fd)), Some(k)) if keep::app_fd_identity(*fd) == Some(k) => {
+                sys::readlink(&sys::proc_path(&format!("fd/{fd}"))).map(|p| (p, k.0, k.1, k.2))
             }
             _ => None,
         };
@@ -562,13 +434,15 @@ impl Writer {
         });
         self.emit(r);
         let pinned = (ino != 0).then_some((dev_major, dev_minor, ino));
-        let main = key == unsafe { libc::getauxval(libc::AT_PHDR) };
+        let main = key == self.auxv.get(libc::AT_PHDR);
         let img = LoadedImage {
             path: path.clone(),
             pinned,
             build_id: build_id.to_vec(),
             range,
             main,
+            bias,
+            seq: self.events_total + self.loaded.len() as u64,
         };
         let src = keep.or_else(|| img.source());
         self.loaded.insert(key, img);
@@ -616,13 +490,41 @@ impl Writer {
             self.keep_image(ts, id, &bid, &path, pinned, src);
         }
         let ctl = &self.ag.ctl;
+        let (how, code) = (
+            ctl.exit_how.load(Ordering::Acquire) as u8,
+            ctl.exit_code.load(Ordering::Acquire),
+        );
+        self.put_exit(how, code);
+    }
+
+    fn put_exit(&mut self, how: u8, code: i32) {
         self.out.put(&Record::Exit(rec::Exit {
             ts: sys::now(),
-            how: ctl.exit_how.load(Ordering::Acquire) as u8,
-            code: ctl.exit_code.load(Ordering::Acquire),
+            how,
+            code,
             lost_total: self.ag.lost_total.load(Ordering::Acquire),
             events_total: self.events_total,
         }));
+    }
+
+    /// The process is gone without an exit the agent saw: end the file saying so, with the
+    /// signal that killed it when the kernel still has its wait status.
+    fn vanished(&mut self) {
+        let code = match self.alive.exit_status() {
+            Some(st) if libc::WIFSIGNALED(st) => libc::WTERMSIG(st),
+            Some(st) if libc::WIFEXITED(st) => {
+                // It exited without our exit handler (it was never reached, or _exit
+                // through a path we do not hook).
+                self.put_exit(rec::exit_how::UNDERSCORE_EXIT, libc::WEXITSTATUS(st));
+                return;
+            }
+            _ => -1,
+        };
+        self.put_exit(rec::exit_how::VANISHED, code);
+    }
+
+    fn finish_as(&mut self, how: u8) {
+        self.put_exit(how, 0);
     }
 }
 
@@ -634,10 +536,10 @@ fn on_disk(name: &[u8]) -> (Vec<u8>, u32, u32, u64) {
     if name.is_empty() || name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate") {
         return (name.to_vec(), 0, 0, 0);
     }
-    let Ok(c) = std::ffi::CString::new(name) else {
+    let Ok(c) = std::ffi::CString::new(sys::app_path(name)) else {
         return (name.to_vec(), 0, 0, 0);
     };
-    let fd = unsafe { sys::high_fd(libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC)) };
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     if fd < 0 {
         return (name.to_vec(), 0, 0, 0);
     }
@@ -653,40 +555,28 @@ fn on_disk(name: &[u8]) -> (Vec<u8>, u32, u32, u64) {
 
 /// What the writer remembers of a loaded image (to keep a copy of it later if need be).
 pub struct LoadedImage {
-    path: Vec<u8>,
+    pub(super) path: Vec<u8>,
     pub(super) pinned: Option<identity::FileKey>,
     build_id: Vec<u8>,
     /// The mapping of its first segment, when the kernel showed it.
     range: Option<(u64, u64)>,
-    main: bool,
+    pub(super) main: bool,
+    pub(super) bias: u64,
+    /// Load order (symbol lookup follows it).
+    pub(super) seq: u64,
 }
 
 impl LoadedImage {
     /// A path that still reaches the mapped file, whatever happened to its name.
     fn source(&self) -> Option<keep::Source> {
         if self.main {
-            return Some(keep::Source::Path(b"/proc/self/exe".to_vec()));
+            return Some(keep::Source::Path(sys::app_path(b"/proc/self/exe")));
         }
         let (s, e) = self.range?;
         Some(keep::Source::Path(
-            format!("/proc/self/map_files/{s:x}-{e:x}").into_bytes(),
+            format!("/proc/{}/map_files/{s:x}-{e:x}", sys::target()).into_bytes(),
         ))
     }
-}
-
-/// Images found by a walk on the writer thread (allocation is fine here: our own arena).
-#[derive(Default)]
-pub struct ImageList {
-    loaded: Vec<OwnedImage>,
-    unloaded: Vec<(u64, u64)>,
-}
-
-pub struct OwnedImage {
-    key: u64,
-    bias: u64,
-    name: Vec<u8>,
-    phdrs: Vec<rec::Phdr>,
-    build_id: Vec<u8>,
 }
 
 pub fn phdr_rec(p: &libc::Elf64_Phdr) -> rec::Phdr {
@@ -698,21 +588,5 @@ pub fn phdr_rec(p: &libc::Elf64_Phdr) -> rec::Phdr {
         filesz: p.p_filesz,
         memsz: p.p_memsz,
         align: p.p_align,
-    }
-}
-
-impl Sink for ImageList {
-    fn load(&mut self, s: &Seen<'_>) -> bool {
-        self.loaded.push(OwnedImage {
-            key: s.key,
-            bias: s.bias,
-            name: s.name.to_vec(),
-            phdrs: s.phdrs.iter().map(phdr_rec).collect(),
-            build_id: s.build_id.to_vec(),
-        });
-        true
-    }
-    fn unload(&mut self, key: u64, bias: u64) {
-        self.unloaded.push((key, bias));
     }
 }

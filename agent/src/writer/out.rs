@@ -1,6 +1,10 @@
 //! The record file: <dir>/<pid>.mrec, created O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0600. A pid
 //! that already has a file (it exec'd, or an earlier run left one) gets <pid>.<n>.mrec.
 //! Frames are buffered and written whole, once per writer cycle.
+//!
+//! The file keeps a little disk space reserved past its end (fallocate, KEEP_SIZE), so that
+//! when the disk fills the collector can still write what it holds, release the reserve and
+//! put its one line in mapagent.log saying why the record stops there.
 
 use crate::sys;
 use core::ffi::c_int;
@@ -14,7 +18,15 @@ pub struct Out {
     pub path: PathBuf,
     pub gen: u32,
     buf: Vec<u8>,
+    /// Bytes written, and the end of the space reserved for the file (0: not supported).
+    written: u64,
+    reserved: u64,
 }
+
+/// Space kept reserved past the end of the file: the next flush and the log line fit in it.
+const RESERVE_MIN: u64 = 16 << 10;
+/// Reserved at once when there is room (one fallocate per this many bytes written).
+const RESERVE_STEP: u64 = 1 << 20;
 
 fn mkdir_p(dir: &Path) -> Result<(), c_int> {
     let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
@@ -71,7 +83,14 @@ impl Out {
             if fd >= 0 {
                 let mut buf = Vec::with_capacity(256 << 10);
                 frame::encode_file_header(&mut buf);
-                return Ok(Out { fd, path, gen, buf });
+                return Ok(Out {
+                    fd,
+                    path,
+                    gen,
+                    buf,
+                    written: 0,
+                    reserved: u64::MAX,
+                });
             }
             if sys::errno() != libc::EEXIST {
                 return Err(format!(
@@ -96,16 +115,72 @@ impl Out {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let r = sys::write_all(self.fd, &self.buf);
+        let mut take = self.buf.len();
+        let mut full = false;
+        let need = self.written + take as u64 + RESERVE_MIN;
+        if need > self.reserved || self.reserved == u64::MAX {
+            match self.reserve(need) {
+                Ok(()) => {}
+                Err(libc::ENOSPC) if self.reserved != u64::MAX => {
+                    // What fits in the reserve is written; a frame cut here reads up to the cut.
+                    take = take.min(self.reserved.saturating_sub(self.written) as usize);
+                    full = true;
+                }
+                Err(libc::ENOSPC) => full = true,
+                Err(_) => self.reserved = 0, // this filesystem cannot: write without one
+            }
+        }
+        let r = sys::write_all(self.fd, &self.buf[..take]);
+        self.written += take as u64;
         self.buf.clear();
         if self.buf.capacity() > 4 << 20 {
             self.buf.shrink_to(256 << 10);
         }
+        if full {
+            self.release();
+            return Err(format!(
+                "writing {}: {}",
+                self.path.display(),
+                strerror(libc::ENOSPC)
+            ));
+        }
         r.map_err(|e| format!("writing {}: {}", self.path.display(), strerror(e)))
+    }
+
+    /// Reserves space up to at least `need`, a step ahead when there is room.
+    fn reserve(&mut self, need: u64) -> Result<(), c_int> {
+        if self.reserved == 0 {
+            return Ok(());
+        }
+        let mode = libc::FALLOC_FL_KEEP_SIZE;
+        let at = self.written as libc::off_t;
+        for end in [need.max(self.written + RESERVE_STEP), need] {
+            if unsafe { libc::fallocate(self.fd, mode, at, (end - self.written) as libc::off_t) }
+                == 0
+            {
+                self.reserved = end;
+                return Ok(());
+            }
+            if sys::errno() != libc::ENOSPC {
+                return Err(sys::errno());
+            }
+        }
+        Err(libc::ENOSPC)
+    }
+
+    /// Gives the reserve past the end of the file back to the filesystem.
+    fn release(&mut self) {
+        if self.reserved > self.written && self.reserved != u64::MAX {
+            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+            let len = (self.reserved - self.written) as libc::off_t;
+            unsafe { libc::fallocate(self.fd, mode, self.written as libc::off_t, len) };
+        }
+        self.reserved = self.written;
     }
 
     pub fn close(&mut self) {
         if self.fd >= 0 {
+            self.release();
             unsafe { libc::close(self.fd) };
             self.fd = -1;
         }

@@ -23,6 +23,39 @@ pub struct Described {
     cwd: Vec<u8>,
     argv: Vec<Vec<u8>>,
     pub gen: u32,
+    /// The agent's own allocator region in the application.
+    heap: (u64, u64),
+}
+
+/// The recorded process's auxiliary vector (/proc/PID/auxv).
+#[derive(Default)]
+pub struct Auxv(Vec<(u64, u64)>);
+
+impl Auxv {
+    pub fn read() -> Auxv {
+        let mut buf = Vec::new();
+        if sys::read_file(&sys::proc_path("auxv"), &mut buf).is_err() {
+            return Auxv::default();
+        }
+        Auxv(
+            buf.chunks_exact(16)
+                .map(|c| {
+                    (
+                        u64::from_ne_bytes(c[..8].try_into().unwrap_or([0; 8])),
+                        u64::from_ne_bytes(c[8..].try_into().unwrap_or([0; 8])),
+                    )
+                })
+                .take_while(|&(k, _)| k != 0)
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: libc::c_ulong) -> u64 {
+        self.0
+            .iter()
+            .find(|&&(k, _)| k == key)
+            .map_or(0, |&(_, v)| v)
+    }
 }
 
 fn field(f: &[libc::c_char]) -> Vec<u8> {
@@ -36,7 +69,7 @@ pub fn describe(ag: &Agent) -> Described {
     let mut uts: libc::utsname = unsafe { core::mem::zeroed() };
     unsafe { libc::uname(&mut uts) };
     let mut cmdline = Vec::new();
-    let _ = sys::read_file(c"/proc/self/cmdline", &mut cmdline);
+    let _ = sys::read_file(&sys::proc_path("cmdline"), &mut cmdline);
     let argv = cmdline
         .split(|&c| c == 0)
         .map(|s| s.to_vec())
@@ -45,17 +78,31 @@ pub fn describe(ag: &Agent) -> Described {
         Some((last, rest)) if last.is_empty() => rest.to_vec(),
         _ => argv,
     };
-    let cwd = std::env::current_dir()
-        .map(|p| p.into_os_string().into_encoded_bytes())
-        .unwrap_or_default();
+    let cwd = sys::readlink(&sys::proc_path("cwd")).unwrap_or_default();
+    let mut status = Vec::new();
+    let _ = sys::read_file(&sys::proc_path("status"), &mut status);
+    let field_of = |name: &[u8], i: usize| -> u32 {
+        status
+            .split(|&c| c == b'\n')
+            .find(|l| l.starts_with(name))
+            .and_then(|l| {
+                std::str::from_utf8(&l[name.len()..])
+                    .ok()?
+                    .split_ascii_whitespace()
+                    .nth(i)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
     Described {
         pid: ag.pid as u32,
-        ppid: unsafe { libc::getppid() } as u32,
+        ppid: field_of(b"PPid:", 0),
         origin: ag.origin,
         parent_pid: ag.parent_pid,
         origin_ts: ag.origin_ts,
-        uid: unsafe { libc::getuid() },
-        euid: unsafe { libc::geteuid() },
+        uid: field_of(b"Uid:", 0),
+        euid: field_of(b"Uid:", 1),
         start_mono: ag.start_mono,
         start_wall: ag.start_wall,
         page_size: unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32,
@@ -66,12 +113,13 @@ pub fn describe(ag: &Agent) -> Described {
         cwd,
         argv,
         gen: 0,
+        heap: (ag.arena_start, ag.arena_end),
     }
 }
 
 impl Described {
-    pub fn record(&self) -> rec::Process<'_> {
-        let aux = |t| unsafe { libc::getauxval(t) };
+    pub fn record(&self, auxv: &Auxv) -> rec::Process<'_> {
+        let aux = |t| auxv.get(t);
         rec::Process {
             pid: self.pid,
             ppid: self.ppid,
@@ -95,8 +143,8 @@ impl Described {
             at_base: aux(libc::AT_BASE),
             at_sysinfo_ehdr: aux(libc::AT_SYSINFO_EHDR),
             agent_version: Bytes(env!("CARGO_PKG_VERSION").as_bytes()),
-            agent_heap_start: crate::arena::range().0,
-            agent_heap_end: crate::arena::range().1,
+            agent_heap_start: self.heap.0,
+            agent_heap_end: self.heap.1,
         }
     }
 }

@@ -22,7 +22,7 @@ struct CacheTruth {
 impl CacheTruth {
     fn new() -> CacheTruth {
         let mut buf = Vec::new();
-        let cap_eff = sys::read_file(c"/proc/self/status", &mut buf)
+        let cap_eff = sys::read_file(&sys::proc_path("status"), &mut buf)
             .ok()
             .and_then(|_| {
                 let line = buf

@@ -21,6 +21,31 @@ pub(super) struct Watches {
     pub(super) last_sample: u64,
     /// How many images were loaded at the last lookup: look again when that changes.
     images_seen: usize,
+    /// Defined data symbols per image (name -> value), read from its file once.
+    symbols: std::collections::HashMap<u64, std::collections::HashMap<Vec<u8>, u64>>,
+}
+
+/// Defined object and untyped symbols of an ELF file, dynamic ones winning.
+fn symbols_of(path: &[u8]) -> std::collections::HashMap<Vec<u8>, u64> {
+    use object::{Object, ObjectSymbol};
+    let mut out = std::collections::HashMap::new();
+    let p = sys::app_path(path);
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(data) = std::fs::read(std::ffi::OsStr::from_bytes(&p)) else {
+        return out;
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return out;
+    };
+    for sym in file.symbols().chain(file.dynamic_symbols()) {
+        if sym.is_undefined() || sym.address() == 0 {
+            continue;
+        }
+        if let Ok(n) = sym.name_bytes() {
+            out.insert(n.to_vec(), sym.address());
+        }
+    }
+    out
 }
 
 impl Writer {
@@ -45,10 +70,7 @@ impl Writer {
             let Some((name, ty)) = self.ag.cfg.watch.get(i) else {
                 continue;
             };
-            let mut c = name.clone();
-            c.push(0);
-            // SAFETY: a NUL-terminated name; dlsym only reads it.
-            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr().cast()) } as u64;
+            let p = self.lookup_symbol(name);
             if p == 0 && !announce_missing {
                 continue;
             }
@@ -76,8 +98,32 @@ impl Writer {
         self.resolve_watches(false);
     }
 
-    /// Whether a dlopen or dlclose is under way: dlsym would wait for the loader's lock, and
-    /// a constructor in that dlopen may be waiting for this thread (mapagent_snapshot).
+    /// The address of a global by name, as RTLD_DEFAULT would find it: the main program
+    /// first, then the other images in load order; dynamic symbols, then the symbol table.
+    fn lookup_symbol(&mut self, name: &[u8]) -> u64 {
+        let mut images: Vec<(bool, u64, u64, Vec<u8>)> = self
+            .loaded
+            .iter()
+            .map(|(&id, i)| (!i.main, i.seq, id, i.path.clone()))
+            .collect();
+        images.sort();
+        for (_, _, id, path) in images {
+            let Some(bias) = self.loaded.get(&id).map(|i| i.bias) else {
+                continue;
+            };
+            let syms = self
+                .watches
+                .symbols
+                .entry(id)
+                .or_insert_with(|| symbols_of(&path));
+            if let Some(&v) = syms.get(name) {
+                return bias.wrapping_add(v);
+            }
+        }
+        0
+    }
+
+    /// Whether a dlopen or dlclose is under way (the image list is changing).
     fn loader_busy(&self) -> bool {
         use std::sync::atomic::Ordering;
         self.ag.slow_started.load(Ordering::SeqCst) != self.ag.slow_finished.load(Ordering::SeqCst)
@@ -197,7 +243,7 @@ fn read(addr: u64, buf: &mut [u8]) -> usize {
     // SAFETY: local buffers we own; the remote side is checked by the kernel (EFAULT).
     let n = unsafe {
         libc::process_vm_readv(
-            libc::getpid(),
+            sys::target(),
             local.as_ptr(),
             parts,
             remote.as_ptr(),

@@ -63,6 +63,7 @@ fn named(kind: &str, key: &str, v: &Value) -> Option<String> {
             exit_how::SIGNAL => "signal".into(),
             exit_how::EXEC => "exec".into(),
             exit_how::DISABLED => "disabled".into(),
+            exit_how::VANISHED => "vanished".into(),
             _ => return None,
         },
         ("Process", "origin") => {

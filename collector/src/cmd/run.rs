@@ -103,6 +103,9 @@ pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
     };
     let before = list(&dir);
     let preload = crate::check::preload(&lib);
+    // The agent's collectors leave the program's process tree at once; as a subreaper we get
+    // them back, and wait for them (below) so the records are whole when we return.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     // Like time(1): the child gets the terminal's signals, we wait for it.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
@@ -124,6 +127,7 @@ pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
     let status = child
         .status()
         .map_err(|e| Error::input(format!("run: cannot start {program}: {e}")))?;
+    wait_for_collectors(std::time::Duration::from_secs(10));
     let new: Vec<PathBuf> = list(&dir).difference(&before).cloned().collect();
     let shown = std::env::current_dir()
         .ok()
@@ -156,4 +160,25 @@ pub fn run(out_dir: Option<PathBuf>, cmd: &[String]) -> Result<i32> {
         (None, Some(sig)) => 128 + sig,
         _ => 1,
     })
+}
+
+/// Waits (bounded) until no collector process of the agent is left among our children; reaps
+/// whatever else was orphaned to us meanwhile.
+fn wait_for_collectors(limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG | libc::__WALL) } > 0 {
+        }
+        let me = std::process::id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap_or_default();
+        let collecting = children.split_ascii_whitespace().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == "mapagent-coll")
+        });
+        if !collecting || start.elapsed() > limit {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }

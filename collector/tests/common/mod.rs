@@ -134,6 +134,12 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// The agent's diagnostics for a recording directory (MAPAGENT_DIR/mapagent.log), "" if it
+/// said nothing (then it creates no file).
+pub fn agent_log(rec: &Path) -> String {
+    std::fs::read_to_string(rec.join("mapagent.log")).unwrap_or_default()
+}
+
 /// Runs `argv` with the agent preloaded, records into `rec`, checkpoints into `rec/../cp.txt`.
 pub fn run_agent(argv: &[&str], rec: &Path, extra_env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(argv[0]);
