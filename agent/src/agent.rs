@@ -91,11 +91,13 @@ impl Agent {
     ) -> Result<(&'static Agent, i32), &'static [u8]> {
         let (ring, fd) = Ring::create(cfg.buffer.saturating_mul(EVENT_BYTES))?;
         let env = crate::config::env_block(&cfg);
-        let pid = sys::getpid();
+        let ns_pid = sys::getpid();
+        let pid = sys::proc_pid().unwrap_or(ns_pid);
         let start_mono = sys::now();
         let start_wall = sys::clock(libc::CLOCK_REALTIME);
         ring.set_identity(&crate::ring::Identity {
             pid,
+            ns_pid,
             parent_pid,
             origin,
             origin_ts,

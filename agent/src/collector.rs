@@ -223,7 +223,7 @@ fn run() -> Result<(), String> {
     let ring = crate::ring::Ring::open(3).map_err(|e| e.to_string())?;
     unsafe { libc::close(3) };
     let ag: &'static Agent = Agent::attach(ring);
-    sys::set_target(ag.pid);
+    sys::set_target(ag.pid, ag.ns_pid);
     ag.collector.store(sys::getpid(), Ordering::Release);
     let r = crate::writer::collect(ag);
     if let Err(msg) = &r {

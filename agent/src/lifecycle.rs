@@ -104,7 +104,7 @@ pub fn exiting(how: u8, code: c_int) {
 fn on_exit_now(how: u8, code: c_int, wait_ns: u64) {
     let Some(ag) = agent::current() else { return };
     // A vfork child shares our memory but is not us.
-    if sys::getpid() != ag.pid || tls::is_writer() {
+    if sys::getpid() != ag.ns_pid || tls::is_writer() {
         return;
     }
     if EXITING.swap(true, Ordering::AcqRel) {
@@ -120,7 +120,7 @@ fn on_exit_now(how: u8, code: c_int, wait_ns: u64) {
 /// Before execve and friends: record the exec and make the collector put everything on disk.
 pub unsafe fn before_exec(path: *const c_char) {
     let Some(ag) = agent::current() else { return };
-    if sys::getpid() != ag.pid || tls::is_writer() {
+    if sys::getpid() != ag.ns_pid || tls::is_writer() {
         return;
     }
     let mut buf = [0u8; 4200];
@@ -135,7 +135,7 @@ pub unsafe fn before_exec(path: *const c_char) {
 /// The exec returned: it failed, and this image carries on recording.
 pub fn exec_failed() {
     let Some(ag) = agent::recording() else { return };
-    if sys::getpid() != ag.pid {
+    if sys::getpid() != ag.ns_pid {
         return;
     }
     let e = sys::errno();
@@ -192,6 +192,18 @@ pub const CRASH_SIGNALS: [c_int; 7] = [
     libc::SIGSYS,
 ];
 
+/// The crash signals the agent takes a handler for (over the default only). Not SIGSYS: it
+/// is seccomp's, and Chromium's sandbox refuses to install its trap over an existing handler
+/// ("Existing signal handler when trying to install SIGSYS"); not SIGTRAP, the debugger's.
+/// A process those kill is seen going by the collector (Exit VANISHED, with the signal).
+const HANDLED_SIGNALS: [c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGABRT,
+];
+
 /// Handlers for crash signals whose disposition is still the default, so a crashing process
 /// still gets its last records written. Asynchronous signals (SIGINT, SIGTERM) are left alone:
 /// runtimes such as Python install their own only where the default is in place.
@@ -217,7 +229,7 @@ fn install_snapshot_signal(sig: c_int) {
 }
 
 fn install_crash_handlers() {
-    for &sig in &CRASH_SIGNALS {
+    for &sig in &HANDLED_SIGNALS {
         unsafe {
             let mut old: libc::sigaction = core::mem::zeroed();
             if libc::sigaction(sig, core::ptr::null(), &mut old) != 0

@@ -33,10 +33,16 @@ pub struct Header {
     pub map_size: u64,
     pub data_off: u64,
     pub cap: u64,
+    /// The pid as /proc names the process (the root namespace's, where /proc is the host's):
+    /// the record file's name and every /proc path the collector reads.
     pub pid: i32,
     pub parent_pid: u32,
     pub origin: u32,
     pub exe_len: u32,
+    /// getpid() in the process: the pid syscalls from the collector take (pidfd_open,
+    /// process_vm_readv); it differs from `pid` inside a pid namespace (Chromium's sandbox).
+    pub ns_pid: i32,
+    pub _pad0: u32,
     pub origin_ts: u64,
     pub start_mono: u64,
     pub start_wall: u64,
@@ -88,6 +94,7 @@ unsafe impl Send for Ring {}
 /// Who the ring's process is, for the collector.
 pub struct Identity<'a> {
     pub pid: i32,
+    pub ns_pid: i32,
     pub parent_pid: u32,
     pub origin: u8,
     pub origin_ts: u64,
@@ -192,6 +199,7 @@ impl Ring {
         let (exe, env) = (id.exe, id.env);
         let h = self.hdr_mut();
         h.pid = id.pid;
+        h.ns_pid = id.ns_pid;
         h.parent_pid = id.parent_pid;
         h.origin = id.origin as u32;
         h.origin_ts = id.origin_ts;

@@ -208,8 +208,27 @@ pub fn open_high(path: &core::ffi::CStr) -> c_int {
 /// /proc through this).
 static TARGET: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
 
-pub fn set_target(pid: i32) {
+static TARGET_NS: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+/// `pid` as /proc names the process, `ns_pid` as syscalls from here name it.
+pub fn set_target(pid: i32, ns_pid: i32) {
     TARGET.store(pid, core::sync::atomic::Ordering::Release);
+    TARGET_NS.store(ns_pid, core::sync::atomic::Ordering::Release);
+}
+
+/// The recorded process for pidfd_open and process_vm_readv.
+pub fn target_ns() -> i32 {
+    match TARGET_NS.load(core::sync::atomic::Ordering::Acquire) {
+        0 => getpid(),
+        p => p,
+    }
+}
+
+/// This process's pid as the mounted /proc names it (readlink /proc/self): inside a pid
+/// namespace whose /proc is still the host's, the host's pid, not getpid()'s.
+pub fn proc_pid() -> Option<i32> {
+    let l = readlink(c"/proc/self")?;
+    std::str::from_utf8(&l).ok()?.parse().ok()
 }
 
 pub fn target() -> i32 {
@@ -285,7 +304,7 @@ pub fn read_mem(addr: u64, out: &mut [u8]) -> bool {
         iov_base: addr as *mut c_void,
         iov_len: out.len(),
     };
-    let n = unsafe { libc::process_vm_readv(target(), &local, 1, &remote, 1, 0) };
+    let n = unsafe { libc::process_vm_readv(target_ns(), &local, 1, &remote, 1, 0) };
     n == out.len() as isize
 }
 

@@ -318,7 +318,7 @@ fn read_self(addr: u64, buf: &mut [u8]) -> bool {
         iov_base: addr as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    let n = unsafe { libc::process_vm_readv(sys::target(), &local, 1, &remote, 1, 0) };
+    let n = unsafe { libc::process_vm_readv(sys::target_ns(), &local, 1, &remote, 1, 0) };
     n == buf.len() as isize
 }
 

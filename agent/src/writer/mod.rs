@@ -84,7 +84,7 @@ impl Writer {
     fn start(ag: &'static Agent) -> Result<Writer, String> {
         let out = Out::create(&ag.cfg.dir, ag.pid)?;
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-        let alive = liveness::Alive::open(ag.pid);
+        let alive = liveness::Alive::open(ag.ns_pid);
         let mut w = Writer {
             ag,
             out,

@@ -243,7 +243,7 @@ fn read(addr: u64, buf: &mut [u8]) -> usize {
     // SAFETY: local buffers we own; the remote side is checked by the kernel (EFAULT).
     let n = unsafe {
         libc::process_vm_readv(
-            sys::target(),
+            sys::target_ns(),
             local.as_ptr(),
             parts,
             remote.as_ptr(),
