@@ -26,7 +26,8 @@ fn wait_until(deadline: u64, cond: impl Fn() -> bool) {
         if i < 64 {
             core::hint::spin_loop();
         } else {
-            unsafe { libc::usleep(50) };
+            // Long enough that a wait through a storm costs tens of wake-ups, not thousands.
+            unsafe { libc::usleep(250) };
         }
         i += 1;
     }
@@ -269,8 +270,22 @@ impl Writer {
 
     /// Whether the kernel's totals moved in a way the hooked calls do not explain. Cheap
     /// (one small /proc read), so the writer can ask often. A quiet answer moves `verified_at`.
+    ///
+    /// Only a reading no hooked call overlapped has a verdict: during a storm the model lags
+    /// the kernel by the calls in flight, and each false alarm would cost a reconcile that
+    /// waits for quiet (the periodic one still runs).
     pub(super) fn statm_moved(&mut self, now: u64) -> bool {
+        let ag = self.ag;
+        let started = ag.started.load(Ordering::SeqCst);
+        if ag.finished.load(Ordering::SeqCst) != started {
+            return false;
+        }
         let Some(s) = self.statm() else { return false };
+        // Everything that finished before the read, in the model.
+        self.drain();
+        if ag.started.load(Ordering::SeqCst) != started {
+            return false;
+        }
         let off = self.offset_from(s);
         let moved = match self.statm_offset {
             Some(prev) => prev != off,
