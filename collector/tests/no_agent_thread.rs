@@ -58,7 +58,12 @@ fn records(rec: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
             continue;
         }
         let d = mapagent(&["dump", f.to_str().unwrap(), "--json"]);
-        assert!(d.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&d.stderr));
+        assert!(
+            d.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&d.stderr)
+        );
         let v: Vec<serde_json::Value> = String::from_utf8_lossy(&d.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -72,8 +77,14 @@ fn records(rec: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
 /// The Exit record ending the record (how, code).
 fn ending(recs: &[serde_json::Value]) -> (u64, i64) {
     let last = recs.last().expect("an empty record");
-    assert_eq!(last["type"], "Exit", "the record ends with its Exit: {last}");
-    (last["how"].as_u64().unwrap(), last["code"].as_i64().unwrap())
+    assert_eq!(
+        last["type"], "Exit",
+        "the record ends with its Exit: {last}"
+    );
+    (
+        last["how"].as_u64().unwrap(),
+        last["code"].as_i64().unwrap(),
+    )
 }
 
 fn mmaps(recs: &[serde_json::Value]) -> usize {
@@ -95,11 +106,21 @@ fn the_program_sees_only_its_own_threads_and_descriptors() {
     let plain_out = String::from_utf8_lossy(&plain.stdout).into_owned();
     assert!(plain_out.starts_with("tasks=2 "), "{plain_out}");
     for (how, cmd) in [
-        ("LD_PRELOAD", preloaded("tasks", &scratch("tasks-preload").join("rec"))),
-        ("mapagent run", under_run("tasks", &scratch("tasks-run").join("rec"))),
+        (
+            "LD_PRELOAD",
+            preloaded("tasks", &scratch("tasks-preload").join("rec")),
+        ),
+        (
+            "mapagent run",
+            under_run("tasks", &scratch("tasks-run").join("rec")),
+        ),
     ] {
         let o = run_bounded(cmd, how);
-        assert!(o.status.success(), "{how}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{how}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         // The same two tasks and the same descriptors as without the agent.
         assert_eq!(String::from_utf8_lossy(&o.stdout), plain_out, "{how}");
     }
@@ -108,12 +129,21 @@ fn the_program_sees_only_its_own_threads_and_descriptors() {
 #[test]
 fn main_calling_pthread_exit_ends_the_process() {
     for (how, rec, cmd) in [
-        ("LD_PRELOAD", "pexit-preload", preloaded as fn(&str, &Path) -> Command),
+        (
+            "LD_PRELOAD",
+            "pexit-preload",
+            preloaded as fn(&str, &Path) -> Command,
+        ),
         ("mapagent run", "pexit-run", under_run),
     ] {
         let rec = scratch(rec).join("rec");
         let o = run_bounded(cmd("pthread-exit", &rec), how);
-        assert_eq!(o.status.code(), Some(0), "{how}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{how}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let r = records(&rec);
         assert_eq!(r.len(), 1, "{how}");
         assert_eq!(ending(&r[0].1), (EXIT, 0), "{how}");
@@ -125,7 +155,12 @@ fn main_calling_pthread_exit_ends_the_process() {
 fn the_last_thread_ends_the_process_after_main_pthread_exits() {
     let rec = scratch("last-thread").join("rec");
     let o = run_bounded(under_run("last-thread", &rec), "last-thread");
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r = records(&rec);
     assert_eq!(r.len(), 1);
     assert_eq!(ending(&r[0].1), (EXIT, 0));
@@ -137,7 +172,12 @@ fn the_last_thread_ends_the_process_after_main_pthread_exits() {
 fn main_returning_while_a_thread_works_keeps_its_status() {
     let rec = scratch("main-returns").join("rec");
     let o = run_bounded(preloaded("main-returns", &rec), "main-returns");
-    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r = records(&rec);
     assert_eq!(r.len(), 1);
     assert_eq!(ending(&r[0].1), (EXIT, 5));
@@ -147,7 +187,12 @@ fn main_returning_while_a_thread_works_keeps_its_status() {
 fn fork_from_a_thread_records_both_processes() {
     let rec = scratch("fork-thread").join("rec");
     let o = run_bounded(under_run("fork-thread", &rec), "fork-thread");
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("child=3"));
     let r = records(&rec);
     assert_eq!(r.len(), 2, "the parent and the fork child");
@@ -156,5 +201,8 @@ fn fork_from_a_thread_records_both_processes() {
     // The child ends with _exit(3).
     assert!(endings.contains(&(1, 3)), "{endings:?}");
     let child = r.iter().find(|(_, v)| ending(v) == (1, 3)).unwrap();
-    assert!(mmaps(&child.1) >= 10, "the child's mmaps are in its own record");
+    assert!(
+        mmaps(&child.1) >= 10,
+        "the child's mmaps are in its own record"
+    );
 }

@@ -1,7 +1,9 @@
 /* Start-up cost: runs argv[2..] N=argv[1] times (posix_spawn + wait) and prints the median
  * wall time per run in ns. BENCH_CHILD_PRELOAD, if set, becomes the children's LD_PRELOAD, so
- * this driver itself is never observed. */
+ * this driver itself is never observed. The children's stdout and stderr go to /dev/null
+ * (the driver's stdout carries only its RESULT line). */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +37,15 @@ int main(int argc, char **argv) {
         sprintf(v, "LD_PRELOAD=%s", pre);
         env[c] = v;
     }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     unsigned long long *t = calloc(n, sizeof *t);
     for (int i = 0; i < n; i++) {
         unsigned long long t0 = now();
         pid_t pid;
-        if (posix_spawnp(&pid, argv[2], NULL, NULL, argv + 2, env)) return 1;
+        if (posix_spawnp(&pid, argv[2], &fa, NULL, argv + 2, env)) return 1;
         int st;
         waitpid(pid, &st, 0);
         t[i] = now() - t0;

@@ -59,9 +59,28 @@ impl Alive {
         r.ok().map(|_| buf)
     }
 
-    /// The wait status the kernel keeps for the exited process (field 52 of stat, Linux 3.5+),
-    /// if it has not been reaped yet.
+    /// The wait status of the exited process: from the pidfd (PIDFD_GET_INFO with
+    /// PIDFD_INFO_EXIT, Linux 6.15+), which keeps it after the parent reaped the process;
+    /// else field 52 of stat (Linux 3.5+), which needs it still a zombie.
     pub fn exit_status(&self) -> Option<i32> {
+        self.from_pidfd().or_else(|| self.from_stat())
+    }
+
+    fn from_pidfd(&self) -> Option<i32> {
+        if self.pidfd < 0 {
+            return None;
+        }
+        let mut info = PidfdInfo {
+            mask: PIDFD_INFO_EXIT,
+            ..PidfdInfo::default()
+        };
+        // SAFETY: the kernel fills at most size_of::<PidfdInfo>() bytes (the size is in the
+        // request number); an older kernel fails with ENOTTY or EINVAL.
+        let r = unsafe { libc::ioctl(self.pidfd, PIDFD_GET_INFO, &mut info as *mut PidfdInfo) };
+        (r == 0 && info.mask & PIDFD_INFO_EXIT != 0).then_some(info.exit_code)
+    }
+
+    fn from_stat(&self) -> Option<i32> {
         let buf = self.stat()?;
         // Fields after the command name, which may itself hold spaces and parentheses.
         let close = buf.iter().rposition(|&c| c == b')')?;
@@ -74,3 +93,30 @@ impl Alive {
         fields.get(49)?.parse().ok()
     }
 }
+
+/// struct pidfd_info of <linux/pidfd.h> (Linux 6.15).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+    coredump_mask: u32,
+    spare: u32,
+}
+
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+/// _IOWR(0xFF, 11, struct pidfd_info)
+const PIDFD_GET_INFO: libc::c_ulong =
+    (3 << 30) | ((core::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
