@@ -35,6 +35,8 @@ struct SpawnArgs {
     exec_errno: c_int,
     /// MAPAGENT_LOG is set: the collector keeps the application's stderr.
     keep_stderr: bool,
+    /// The collector's pid, set by the middle process.
+    collector: c_int,
 }
 
 const STACK: usize = 64 << 10;
@@ -68,6 +70,7 @@ pub fn spawn(ring_fd: c_int, keep_stderr: bool) -> Result<(), &'static [u8]> {
         stack_len: STACK,
         exec_errno: 0,
         keep_stderr,
+        collector: 0,
     };
     let e = sys::errno();
     let mid = unsafe {
@@ -93,6 +96,11 @@ pub fn spawn(ring_fd: c_int, keep_stderr: bool) -> Result<(), &'static [u8]> {
     if args.exec_errno != 0 {
         return Err(b"cannot execute libmapagent.so as the collector");
     }
+    // Under Yama ptrace_scope=1 only ancestors may read a process's pagemap and memory, and
+    // the collector is not one: name it. Before main, so an application that names its own
+    // reader later (crash reporters do) takes the one slot back. EINVAL without Yama.
+    unsafe { libc::prctl(libc::PR_SET_PTRACER, args.collector as libc::c_ulong, 0, 0, 0) };
+    sys::set_errno(e);
     Ok(())
 }
 
@@ -105,6 +113,7 @@ extern "C" fn middle(arg: *mut c_void) -> c_int {
     if r < 0 {
         a.exec_errno = libc::EAGAIN;
     }
+    a.collector = r;
     unsafe { libc::syscall(libc::SYS_exit, 0) };
     0
 }
