@@ -124,6 +124,8 @@ declare -A FAILS
 for key in "${ROWS[@]}"; do
     echo "bench: ${LABEL[$key]} ..." >&2
     declare -A vals=()
+    # one untimed run first, so that no configuration pays for a cold page cache
+    if [ "$key" != pg ] && [ -z "${SKIP[$key,none]:-}" ]; then m_$key none >/dev/null; fi
     for run in $(seq "$RUNS"); do
         for i in 0 1 2 3 4; do
             cfg=${CONFIGS[$(((i + run - 1) % 5))]}
@@ -174,9 +176,9 @@ cell() {
 mark "storm rows (1-3) are the storm's own wall time measured inside the program (clock_gettime around the loop, from releasing the threads to the last one joined); process start-up and exit, and the agent's collector draining what is left at exit, are not in them (they are in rows 5-8). Row 2: each of the 4 threads does $T4 pairs ($((4 * T4)) in all, as in row 1); the machine has $(nproc) CPUs."; NOTE_T=$M
 mark "per pair: wall / $PAIRS; per hooked call: (t_cfg - t_none) / ($PAIRS pairs x 2 calls), so the tool's added cost per mmap or munmap."; NOTE_U=$M
 mark "rows 4a/4b: the library is not linked into the storm program; a dlopen of a library some tool already loaded into the process would only count a reference: neither libmapagent.so nor heaptrack's preload library depends on libz or libcrypto."; NOTE_D=$M
-mark "rows 5-8 time the whole command from spawn to exit, the tool wrapping it: \`perf record -e dummy -- CMD\`, \`heaptrack CMD\`, \`strace -f ... CMD\`; perf's and heaptrack's own start-up (perf record takes about a second) is most of their cells. perf and strace -f follow every child; heaptrack traces only the process it starts (in row 6 bash, not the 200 \`/bin/true\`); the agent's LD_PRELOAD is inherited by bash and every child. Row 5 is the median of $TRUE_REPS spawns per run ($(q 2 1) under perf and heaptrack)."; NOTE_S=$M
+mark "rows 5-8 time the whole command from spawn to exit, the tool wrapping it: \`perf record -e dummy -- CMD\`, \`heaptrack CMD\`, \`strace -f ... CMD\`; perf's and heaptrack's own start-up (perf record takes about a second) is most of their cells. perf and strace -f follow every child; heaptrack traces only the process it starts (in row 6 bash, not the $LOOPN \`/bin/true\`); the agent's LD_PRELOAD is inherited by bash and every child. Row 5 is the median of $TRUE_REPS spawns per run ($(q 2 1) under perf and heaptrack)."; NOTE_S=$M
 ASROOT=; [ "$(id -u)" = 0 ] && ASROOT=", run as the postgres user"
-mark "row 9: a private cluster (initdb -A trust, scale 4, Unix socket only$ASROOT); the tool wraps the postmaster started directly (so perf and strace -f follow every backend); the agent runs with MAPAGENT_WATCH=debug_query_string:str MAPAGENT_WATCH_MS=1 (it wrote $(cat "$PGW/last_recs" 2>/dev/null || echo "?") process record files in its last run). The pgbench client is never observed. Each run restarts the server under its configuration. heaptrack wraps the postmaster too; whether it also traces the backends the postmaster forks is up to heaptrack (not checked here)."; NOTE_P=$M
+mark "row 9: a private cluster (initdb -A trust, scale 4, Unix socket only$ASROOT); the tool wraps the postmaster started directly (so perf and strace -f follow every backend); the agent runs with MAPAGENT_WATCH=debug_query_string:str MAPAGENT_WATCH_MS=1 (it wrote $(cat "$PGW/last_recs" 2>/dev/null || echo "?") process record files, one per process, in its last run). The pgbench client is never observed. Each run restarts the server under its configuration. heaptrack wraps the postmaster too; whether it also traces the backends the postmaster forks is up to heaptrack (not checked here)."; NOTE_P=$M
 
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -214,7 +216,7 @@ if command -v strace >/dev/null; then
     echo
     echo "Syscalls in row 1 under the agent (one run under \`strace -f\`, which slows the application, so the collector keeps up more easily than untraced; \"other\" is the short-lived middle process of the collector's double vfork and any further thread):"
     echo
-    awk -v top=8 '
+    awk -v top=6 '
         $2 ~ /^[a-z_0-9]+\(/ {
             pid = $1; if (app == "") app = pid
             name = $2; sub(/\(.*/, "", name)
