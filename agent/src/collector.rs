@@ -99,7 +99,15 @@ pub fn spawn(ring_fd: c_int, keep_stderr: bool) -> Result<(), &'static [u8]> {
     // Under Yama ptrace_scope=1 only ancestors may read a process's pagemap and memory, and
     // the collector is not one: name it. Before main, so an application that names its own
     // reader later (crash reporters do) takes the one slot back. EINVAL without Yama.
-    unsafe { libc::prctl(libc::PR_SET_PTRACER, args.collector as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PTRACER,
+            args.collector as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     sys::set_errno(e);
     Ok(())
 }
@@ -124,6 +132,9 @@ extern "C" fn collector_exec(arg: *mut c_void) -> c_int {
     let a = unsafe { &mut *(arg as *mut SpawnArgs) };
     unsafe {
         libc::syscall(libc::SYS_setsid);
+        // Not the application's directory: holding it would keep its filesystem busy (umount).
+        // Every path the collector uses is absolute (MAPAGENT_DIR was made so).
+        libc::syscall(libc::SYS_chdir, c"/".as_ptr());
         // The ring first: /dev/null must not take fd 3 and then be replaced by it.
         let ring = if a.ring_fd == 3 {
             3

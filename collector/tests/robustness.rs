@@ -375,7 +375,10 @@ fn a_breakpoint_trap_still_ends_the_process() {
     if kernel_at_least(6, 15) {
         assert_eq!(e["code"].as_i64(), Some(libc::SIGTRAP as i64), "{e}");
     } else {
-        assert!([libc::SIGTRAP as i64, -1].contains(&e["code"].as_i64().unwrap()), "{e}");
+        assert!(
+            [libc::SIGTRAP as i64, -1].contains(&e["code"].as_i64().unwrap()),
+            "{e}"
+        );
     }
 }
 
