@@ -63,10 +63,10 @@ impl Alive {
     /// PIDFD_INFO_EXIT, Linux 6.15+), which keeps it after the parent reaped the process;
     /// else field 52 of stat (Linux 3.5+), which needs it still a zombie.
     pub fn exit_status(&self) -> Option<i32> {
-        self.from_pidfd().or_else(|| self.from_stat())
+        self.status_from_pidfd().or_else(|| self.status_from_stat())
     }
 
-    fn from_pidfd(&self) -> Option<i32> {
+    fn status_from_pidfd(&self) -> Option<i32> {
         if self.pidfd < 0 {
             return None;
         }
@@ -80,7 +80,7 @@ impl Alive {
         (r == 0 && info.mask & PIDFD_INFO_EXIT != 0).then_some(info.exit_code)
     }
 
-    fn from_stat(&self) -> Option<i32> {
+    fn status_from_stat(&self) -> Option<i32> {
         let buf = self.stat()?;
         // Fields after the command name, which may itself hold spaces and parentheses.
         let close = buf.iter().rposition(|&c| c == b')')?;
