@@ -9,19 +9,11 @@ use crate::{sys, tls};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 /// One recording process, as either side sees it: the application's hooks (pushing events)
-/// or the collector (draining them). The mutable state both share lives in the ring's
-/// header; this struct holds what each side computed for itself.
+/// or the collector (draining them). Its identity and the state both share live in the
+/// ring's header (reached through Deref); this struct holds what each side parsed for itself.
 pub struct Agent {
-    pub pid: i32,
     pub cfg: Config,
     pub ring: Ring,
-    pub origin: u8,
-    pub parent_pid: u32,
-    pub origin_ts: u64,
-    pub start_mono: u64,
-    pub start_wall: u64,
-    /// /proc/PID/exe at start.
-    pub exe: Vec<u8>,
     /// Backlog in bytes past which a push wakes the collector.
     wake_mark: u64,
 }
@@ -108,15 +100,8 @@ impl Agent {
         });
         let wake_mark = ring.cap() / 4;
         let ag = Box::leak(Box::new(Agent {
-            pid,
             cfg,
             ring,
-            origin,
-            parent_pid,
-            origin_ts,
-            start_mono,
-            start_wall,
-            exe,
             wake_mark,
         }));
         Ok((ag, fd))
@@ -124,17 +109,9 @@ impl Agent {
 
     /// The collector's view of a ring it was handed.
     pub fn attach(ring: Ring) -> &'static Agent {
-        let h = ring.hdr();
         let cfg = Config::from_block(ring.env());
         let ag = Agent {
-            pid: h.pid,
             cfg,
-            origin: h.origin as u8,
-            parent_pid: h.parent_pid,
-            origin_ts: h.origin_ts,
-            start_mono: h.start_mono,
-            start_wall: h.start_wall,
-            exe: ring.exe().to_vec(),
             wake_mark: ring.cap() / 4,
             ring,
         };

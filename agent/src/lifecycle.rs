@@ -69,7 +69,7 @@ fn start(cfg: Config, origin: u8, parent_pid: u32, origin_ts: u64, exe: Vec<u8>)
         images::rescan(&mut NullSink);
     }
     let mut maps = Vec::new();
-    let _ = sys::read_file_low(c"/proc/self/maps", &mut maps);
+    let _ = sys::read_file(c"/proc/self/maps", &mut maps);
     let ppid = unsafe { libc::getppid() } as u64;
     ag.push_with(
         Event::new(Kind::Baseline, [ppid, 0, 0, 0, 0, 0, 0, 0]),
@@ -169,15 +169,11 @@ extern "C" fn fork_child() {
     let _g = tls::Guard::enter();
     let ts = sys::now();
     agent::deactivate();
+    // Read before the unmap: the parent's identity lives in its ring's header.
+    let (parent, exe) = (old.pid as u32, old.ring.exe().to_vec());
     // The parent's ring is the parent's: this process must neither write it nor keep it.
     unsafe { old.ring.unmap() };
-    start(
-        old.cfg.clone(),
-        origin::FORK,
-        old.pid as u32,
-        ts,
-        old.exe.clone(),
-    );
+    start(old.cfg.clone(), origin::FORK, parent, ts, exe);
 }
 
 /// The signals that mean a crash: flushed on, then let through (and never taken over by

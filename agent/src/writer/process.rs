@@ -98,7 +98,7 @@ pub fn describe(ag: &Agent) -> Described {
     Described {
         pid: ag.pid as u32,
         ppid: field_of(b"PPid:", 0),
-        origin: ag.origin,
+        origin: ag.origin as u8,
         parent_pid: ag.parent_pid,
         origin_ts: ag.origin_ts,
         uid: field_of(b"Uid:", 0),
@@ -109,7 +109,7 @@ pub fn describe(ag: &Agent) -> Described {
         release: field(&uts.release),
         hostname: field(&uts.nodename),
         machine: field(&uts.machine),
-        exe: ag.exe.clone(),
+        exe: ag.ring.exe().to_vec(),
         cwd,
         argv,
         gen: 0,
