@@ -88,7 +88,7 @@ impl Drop for Scanner {
 
 impl Scanner {
     pub fn open(page: u64) -> Option<Scanner> {
-        let fd = crate::sys::open_high(&crate::sys::proc_path("pagemap"));
+        let fd = crate::sys::open_read(&crate::sys::proc_path("pagemap"));
         (fd >= 0).then(|| Scanner {
             pagemap: fd,
             scan_works: None,

@@ -178,30 +178,10 @@ pub fn futex_wake_shared(word: &core::sync::atomic::AtomicU32) {
     }
 }
 
-/// Where the agent's own descriptors go; lifecycle grows the table this far at start.
-pub const HIGH_FD: c_int = 1000;
-
-/// Moves a descriptor to a number above those applications juggle (dup2 onto 0-2, closefrom
-/// ranges of low fds); keeps it where it is if that fails.
-///
-/// # Safety
-/// `fd` is a descriptor the caller owns (it is closed when moved).
-pub unsafe fn high_fd(fd: c_int) -> c_int {
-    if fd < 0 {
-        return fd;
-    }
-    let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD);
-    if high < 0 {
-        return fd;
-    }
-    libc::close(fd);
-    high
-}
-
-/// open(2) for the agent's own reads, moved at once above the numbers applications expect
-/// to get back (close(0); open() must still return 0 while the writer reads /proc).
-pub fn open_high(path: &core::ffi::CStr) -> c_int {
-    unsafe { high_fd(libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)) }
+/// open(2) read-only for the agent's own reads. The collector owns its descriptor table, so
+/// the numbers need no care; the application opens only at start, and closes at once.
+pub fn open_read(path: &core::ffi::CStr) -> c_int {
+    unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
 }
 
 /// The process the collector records (its own pid in the application, which never reads
@@ -280,7 +260,7 @@ impl ProcFile {
         if fd >= 0 {
             return Ok(fd);
         }
-        let new = open_high(&proc_path(self.name));
+        let new = open_read(&proc_path(self.name));
         if new < 0 {
             return Err(errno());
         }
@@ -308,21 +288,9 @@ pub fn read_mem(addr: u64, out: &mut [u8]) -> bool {
     n == out.len() as isize
 }
 
-/// The same with a descriptor taken and closed at once (the application's own thread, at
-/// start: the lowest free number is free again before it can look).
-pub fn read_file_low(path: &core::ffi::CStr, buf: &mut Vec<u8>) -> Result<(), c_int> {
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(errno());
-    }
-    let res = pread_all(fd, buf);
-    unsafe { libc::close(fd) };
-    res
-}
-
 /// Reads a whole (small, /proc) file into `buf`, reusing its capacity.
 pub fn read_file(path: &core::ffi::CStr, buf: &mut Vec<u8>) -> Result<(), c_int> {
-    let fd = open_high(path);
+    let fd = open_read(path);
     if fd < 0 {
         return Err(errno());
     }

@@ -79,7 +79,7 @@ impl Writer {
             Source::Fd(_) => return,
             Source::Path(p) => {
                 let Ok(c) = CString::new(p) else { return };
-                let fd = crate::sys::open_high(&c);
+                let fd = crate::sys::open_read(&c);
                 if fd < 0 {
                     let why = format!(
                         "cannot open {} ({})",
@@ -207,17 +207,16 @@ impl Writer {
     }
 }
 
-/// Bytes already kept in `dir` (by every process writing there). Raw getdents64 and fstatat:
-/// opendir would allocate from the application's malloc on the writer thread.
+/// Bytes already kept in `dir` (by every process writing there), by getdents64 and fstatat.
 fn kept_bytes(dir: &std::path::Path) -> u64 {
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
         return 0;
     };
     let fd = unsafe {
-        sys::high_fd(libc::open(
+        libc::open(
             c.as_ptr(),
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        ))
+        )
     };
     if fd < 0 {
         return 0;
@@ -261,11 +260,11 @@ fn copy_fd(fd: c_int, dest: &std::path::Path, size: u64) -> Result<(), c_int> {
     let tmp =
         CString::new([dest.as_os_str().as_bytes(), b".tmp"].concat()).map_err(|_| libc::EINVAL)?;
     let out = unsafe {
-        sys::high_fd(libc::open(
+        libc::open(
             tmp.as_ptr(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
             0o644,
-        ))
+        )
     };
     if out < 0 {
         return Err(sys::errno());

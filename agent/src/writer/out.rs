@@ -67,10 +67,8 @@ impl Out {
             let path = dir.join(name);
             let c =
                 CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?;
-            // Above the low numbers: an application that closes 0 and dup2()s onto it must
-            // not hit the record file.
             let fd = unsafe {
-                crate::sys::high_fd(libc::open(
+                libc::open(
                     c.as_ptr(),
                     libc::O_WRONLY
                         | libc::O_CREAT
@@ -78,7 +76,7 @@ impl Out {
                         | libc::O_NOFOLLOW
                         | libc::O_CLOEXEC,
                     0o600,
-                ))
+                )
             };
             if fd >= 0 {
                 let mut buf = Vec::with_capacity(256 << 10);
