@@ -23,19 +23,10 @@ struct Proc {
 
 fn processes(rec: &Path) -> Vec<Proc> {
     let mut out = Vec::new();
-    for f in std::fs::read_dir(rec).unwrap() {
-        let f = f.unwrap().path();
-        if f.extension().is_none_or(|x| x != "mrec") {
-            continue;
-        }
-        let d = mapagent(&["dump", f.to_str().unwrap(), "--json"]);
-        let first = String::from_utf8_lossy(&d.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let v: serde_json::Value = serde_json::from_str(&first)
-            .unwrap_or_else(|e| panic!("{}: {e}: {first}", f.display()));
+    for (f, recs) in record_dumps(rec) {
+        let v = recs
+            .first()
+            .unwrap_or_else(|| panic!("{}: empty", f.display()));
         assert_eq!(v["type"], "Process", "{}", f.display());
         let pid = v["pid"].as_u64().unwrap();
         // Named by the pid the host sees: <pid>.mrec, or <pid>.<n>.mrec after an exec.
@@ -126,21 +117,7 @@ fn dump_dom(name: &str, user: Option<&str>, flags: &[&str]) -> (String, String, 
         "chromium".into(),
     ];
     under.extend(chromium_args.iter().cloned());
-    let mut child = wrap(under)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let run_pid = child.id();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium under mapagent run hung");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let a = child.wait_with_output().unwrap();
+    let (run_pid, a) = run_bounded(wrap(under), "chromium under mapagent run", 120);
     assert!(
         a.status.success(),
         "chromium under the agent: {:?} {}",

@@ -6,30 +6,14 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 fn program() -> std::path::PathBuf {
     cc("thread_exits", &["thread_exits.c"], &["-pthread"])
 }
 
-/// Runs `cmd`, killing it and failing if it has not ended within 30 s (it hung).
-fn run_bounded(mut cmd: Command, what: &str) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after 30 s (hung)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+fn run_bounded(cmd: Command, what: &str) -> Output {
+    common::run_bounded(cmd, what, 30).1
 }
 
 fn preloaded(mode: &str, rec: &Path) -> Command {
@@ -49,29 +33,12 @@ fn under_run(mode: &str, rec: &Path) -> Command {
     c
 }
 
-/// Every record in `rec` as (pid, its JSON records); each must end with an Exit record.
+/// Every record in `rec` as (file stem, its JSON records).
 fn records(rec: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
-    let mut out = Vec::new();
-    for f in std::fs::read_dir(rec).unwrap() {
-        let f = f.unwrap().path();
-        if f.extension().is_none_or(|x| x != "mrec") {
-            continue;
-        }
-        let d = mapagent(&["dump", f.to_str().unwrap(), "--json"]);
-        assert!(
-            d.status.success(),
-            "{}: {}",
-            f.display(),
-            String::from_utf8_lossy(&d.stderr)
-        );
-        let v: Vec<serde_json::Value> = String::from_utf8_lossy(&d.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        out.push((f.file_stem().unwrap().to_string_lossy().into_owned(), v));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    record_dumps(rec)
+        .into_iter()
+        .map(|(f, v)| (f.file_stem().unwrap().to_string_lossy().into_owned(), v))
+        .collect()
 }
 
 /// The Exit record ending the record (how, code).

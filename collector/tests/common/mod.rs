@@ -140,6 +140,56 @@ pub fn agent_log(rec: &Path) -> String {
     std::fs::read_to_string(rec.join("mapagent.log")).unwrap_or_default()
 }
 
+/// Runs `cmd` with its output captured, killing it and failing if it has not ended within
+/// `secs` (it hung); its pid too.
+pub fn run_bounded(mut cmd: Command, what: &str, secs: u64) -> (u32, Output) {
+    use std::time::{Duration, Instant};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {secs} s (hung)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (pid, child.wait_with_output().unwrap())
+}
+
+/// Every record file (*.mrec) in `rec` with its records as `mapagent dump --json` gives them,
+/// sorted by file name; a file that does not dump cleanly fails the test.
+pub fn record_dumps(rec: &Path) -> Vec<(PathBuf, Vec<serde_json::Value>)> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(rec).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_none_or(|x| x != "mrec") {
+            continue;
+        }
+        let d = mapagent(&["dump", f.to_str().unwrap(), "--json"]);
+        assert!(
+            d.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&d.stderr)
+        );
+        let v = String::from_utf8_lossy(&d.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", f.display()))
+            })
+            .collect();
+        out.push((f, v));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// Runs `argv` with the agent preloaded, records into `rec`, checkpoints into `rec/../cp.txt`.
 pub fn run_agent(argv: &[&str], rec: &Path, extra_env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(argv[0]);
