@@ -2,7 +2,7 @@
 
 use crate::agent::{self, req};
 use crate::event::{Event, Kind};
-use crate::pool::SlotWriter;
+use crate::payload::SlotWriter;
 use crate::tls;
 use core::ffi::{c_char, c_int};
 

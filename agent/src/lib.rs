@@ -24,7 +24,7 @@ mod images;
 mod lifecycle;
 mod log;
 mod pages;
-mod pool;
+mod payload;
 mod real;
 mod ring;
 mod sys;

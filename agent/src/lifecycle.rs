@@ -4,7 +4,7 @@
 use crate::agent::{self, req, Agent};
 use crate::config::Config;
 use crate::event::{Event, Kind};
-use crate::pool::SlotWriter;
+use crate::payload::SlotWriter;
 use crate::{arena, images, sys, tls};
 use core::ffi::{c_char, c_int, c_void};
 use mapagent_record::records::{exit_how, origin};

@@ -6,7 +6,7 @@ use crate::agent::{self, Agent};
 use crate::dlresolve::{self, PATH_BUF};
 use crate::event::{Event, Kind};
 use crate::images::{self, Seen, Sink};
-use crate::pool::SlotWriter;
+use crate::payload::SlotWriter;
 use crate::sys;
 use core::ffi::{c_char, c_int, c_long, c_void};
 use mapagent_record::records::image_cause;
@@ -170,7 +170,7 @@ impl Sink for EventSink<'_> {
             .cname
             .and_then(crate::sys::path_identity)
             .unwrap_or((0, 0, 0));
-        let mut buf = [0u8; crate::pool::SLOT_SIZE];
+        let mut buf = [0u8; crate::payload::SLOT_SIZE];
         let mut w = SlotWriter::new(&mut buf);
         w.u64(s.key);
         w.u64(s.bias);

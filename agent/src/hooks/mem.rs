@@ -227,7 +227,7 @@ pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint) -> c_i
     let fd = sys::memfd_create(name, flags);
     let e = sys::errno();
     let mut buf = [0u8; 512];
-    let mut w = crate::pool::SlotWriter::new(&mut buf);
+    let mut w = crate::payload::SlotWriter::new(&mut buf);
     w.cstr(name);
     let n = w.len();
     let mut ev = Event::new(

@@ -3,7 +3,7 @@
 use super::identity::FileKey;
 use super::{keep, phdr_rec, Writer};
 use crate::event::{Event, Kind};
-use crate::pool::SlotReader;
+use crate::payload::SlotReader;
 use mapagent_record::model::{MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, MAP_SHARED_VALIDATE};
 use mapagent_record::records::{self as rec, trigger, Record};
 use mapagent_record::Bytes;
