@@ -25,6 +25,9 @@ pub struct Out {
 
 /// Space kept reserved past the end of the file: the next flush and the log line fit in it.
 const RESERVE_MIN: u64 = 16 << 10;
+/// Of the reserve, kept back for mapagent.log's line when the disk is full: two pages, as the
+/// hole punched from an unaligned end of file frees only the whole pages inside it.
+const LOG_ROOM: u64 = 8192;
 /// Reserved at once when there is room (one fallocate per this many bytes written).
 const RESERVE_STEP: u64 = 1 << 20;
 
@@ -120,8 +123,10 @@ impl Out {
             match self.reserve(need) {
                 Ok(()) => {}
                 Err(libc::ENOSPC) if self.reserved != u64::MAX => {
-                    // What fits in the reserve is written; a frame cut here reads up to the cut.
-                    take = take.min(self.reserved.saturating_sub(self.written) as usize);
+                    // What fits in the reserve is written, less room for the log line
+                    // (released below); a frame cut here reads up to the cut.
+                    let room = self.reserved.saturating_sub(self.written + LOG_ROOM);
+                    take = take.min(room as usize);
                     full = true;
                 }
                 Err(libc::ENOSPC) => full = true,
