@@ -47,8 +47,7 @@ fn snapshot(label: *const c_char) -> c_int {
         let mut buf = [0u8; 1024];
         let mut w = SlotWriter::new(&mut buf);
         unsafe { w.cstr(label) };
-        let n = w.len();
-        ag.push_with(Event::new(Kind::Snapshot, [0; 8]), &buf[..n])
+        ag.push_with(Event::new(Kind::Snapshot, [0; 8]), w.written())
     })
 }
 

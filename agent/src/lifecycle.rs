@@ -126,8 +126,7 @@ pub unsafe fn before_exec(path: *const c_char) {
     let mut buf = [0u8; 4200];
     let mut w = SlotWriter::new(&mut buf);
     w.cstr(path);
-    let n = w.len();
-    ag.push_with(Event::new(Kind::Exec, [0; 8]), &buf[..n]);
+    ag.push_with(Event::new(Kind::Exec, [0; 8]), w.written());
     let seq = ag.ctl.post(ag, req::FLUSH);
     ag.ctl.wait(ag, seq, EXIT_WAIT_NS);
 }

@@ -18,9 +18,9 @@ impl<'a> SlotWriter<'a> {
             truncated: false,
         }
     }
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.pos
+    /// What was written so far: the frame's payload.
+    pub fn written(&self) -> &[u8] {
+        &self.buf[..self.pos]
     }
     pub fn u64(&mut self, v: u64) {
         if self.pos + 8 <= self.buf.len() {

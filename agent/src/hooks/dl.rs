@@ -92,33 +92,28 @@ unsafe fn open(
     };
     let e = sys::errno();
     if let Some(ag) = rec {
-        {
-            {
-                let mut pbuf = [0u8; 2 * PATH_BUF + 16];
-                let mut w = SlotWriter::new(&mut pbuf);
-                w.cstr(file);
-                w.bytes(if plan.rewritten {
-                    &buf[..libc::strlen(buf.as_ptr().cast())]
-                } else {
-                    b""
-                });
-                let ev = Event::new(
-                    Kind::Dlopen,
-                    [
-                        t0,
-                        mode as i64 as u64,
-                        lmid_arg.unwrap_or(-1) as u64,
-                        handle as u64,
-                        0,
-                        0,
-                        0,
-                        0,
-                    ],
-                );
-                let n = w.len();
-                ag.push_with(ev, &pbuf[..n]);
-            }
-        }
+        let mut pbuf = [0u8; 2 * PATH_BUF + 16];
+        let mut w = SlotWriter::new(&mut pbuf);
+        w.cstr(file);
+        w.bytes(if plan.rewritten {
+            &buf[..libc::strlen(buf.as_ptr().cast())]
+        } else {
+            b""
+        });
+        let ev = Event::new(
+            Kind::Dlopen,
+            [
+                t0,
+                mode as i64 as u64,
+                lmid_arg.unwrap_or(-1) as u64,
+                handle as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        );
+        ag.push_with(ev, w.written());
         images::rescan(&mut EventSink {
             ag,
             cause: image_cause::DLOPEN,
@@ -188,9 +183,8 @@ impl Sink for EventSink<'_> {
         }
         w.bytes(s.build_id);
         w.bytes(s.name);
-        let n = w.len();
         let ev = Event::new(Kind::ImageLoad, [self.cause as u64, 0, 0, 0, 0, 0, 0, 0]);
-        self.ag.push_with(ev, &buf[..n])
+        self.ag.push_with(ev, w.written())
     }
 
     fn unload(&mut self, key: u64, bias: u64) {

@@ -229,13 +229,12 @@ pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint) -> c_i
     let mut buf = [0u8; 512];
     let mut w = crate::payload::SlotWriter::new(&mut buf);
     w.cstr(name);
-    let n = w.len();
     let mut ev = Event::new(
         Kind::MemfdCreate,
         [flags as u64, fd as i64 as u64, 0, 0, 0, 0, 0, 0],
     );
     ev.err = err_if(fd < 0, e);
-    ag.push_with(ev, &buf[..n]);
+    ag.push_with(ev, w.written());
     sys::set_errno(e);
     fd
 }
