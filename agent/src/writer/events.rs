@@ -17,12 +17,10 @@ impl Writer {
         self.model.apply_event(&r, ts)
     }
 
-    pub(super) fn handle(&mut self, ev: &Event) {
+    /// One event of the batch, with the payload its frame carried.
+    pub(super) fn handle(&mut self, ev: &Event, slot: Option<&[u8]>) {
         let a = ev.a;
         let (ts, tid, errno) = (ev.ts, ev.tid, ev.err);
-        // Payloads live until the batch ends; copied out so the model can be borrowed.
-        let owned = self.payload(ev.slot).map(|p| p.to_vec());
-        let slot: Option<&[u8]> = owned.as_deref();
         match ev.kind {
             Kind::Mmap => {
                 let (addr, len, prot, flags, fd, off, result) = (

@@ -108,17 +108,14 @@ impl Identities {
                 };
             }
             if fd >= 0 && super::keep::app_fd_identity(fd) == Some(k) {
-                let link = format!("/proc/{}/fd/{fd}\0", sys::target());
-                if let Ok(c) = std::ffi::CStr::from_bytes_with_nul(link.as_bytes()) {
-                    if let Some(p) = sys::readlink(c) {
-                        self.name(k, p.clone());
-                        return Ident {
-                            dev_major: k.0,
-                            dev_minor: k.1,
-                            ino: k.2,
-                            path: p,
-                        };
-                    }
+                if let Some(p) = sys::readlink(&sys::proc_path(&format!("fd/{fd}"))) {
+                    self.name(k, p.clone());
+                    return Ident {
+                        dev_major: k.0,
+                        dev_minor: k.1,
+                        ino: k.2,
+                        path: p,
+                    };
                 }
             }
             return Ident {

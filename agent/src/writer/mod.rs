@@ -316,25 +316,23 @@ impl Writer {
         n
     }
 
-    /// The payload an event of the current batch carries (empty if none).
-    pub(super) fn payload(&self, slot: u16) -> Option<&[u8]> {
-        (slot != crate::event::NO_SLOT)
-            .then(|| self.payloads.get(slot as usize).map(|v| v.as_slice()))
-            .flatten()
-    }
-
     fn process_batch(&mut self) {
         let mut batch = std::mem::take(&mut self.batch);
         batch.sort_by_key(|e| e.ts);
         for ev in &batch {
-            self.handle(ev);
+            // Taken out of the batch (each is used once), then its buffer is reused.
+            let p = (ev.slot != crate::event::NO_SLOT)
+                .then(|| self.payloads.get_mut(ev.slot as usize).map(std::mem::take))
+                .flatten();
+            self.handle(ev, p.as_deref());
+            if let Some(p) = p.filter(|_| self.spare.len() < 256) {
+                self.spare.push(p);
+            }
         }
         self.events_total += batch.len() as u64;
         batch.clear();
         self.batch = batch;
-        let mut p = std::mem::take(&mut self.payloads);
-        self.spare.extend(p.drain(..).take(256));
-        self.payloads = p;
+        self.payloads.clear();
         self.ids.end_batch();
     }
 
