@@ -2,7 +2,7 @@
 //! them. The agent keeps one to find what the hooks missed; the collector replays records into
 //! one to answer "what was mapped at time T".
 
-use crate::region::Region;
+use crate::region::{vmf, Region, PROT_WRITE};
 use std::collections::BTreeMap;
 
 pub const MAP_SHARED: u32 = 0x01;
@@ -10,6 +10,9 @@ pub const MAP_PRIVATE: u32 = 0x02;
 pub const MAP_SHARED_VALIDATE: u32 = 0x03;
 pub const MAP_FIXED: u32 = 0x10;
 pub const MAP_ANONYMOUS: u32 = 0x20;
+pub const MAP_GROWSDOWN: u32 = 0x100;
+pub const MAP_NORESERVE: u32 = 0x4000;
+pub const MAP_STACK: u32 = 0x20000;
 pub const MREMAP_MAYMOVE: u32 = 1;
 pub const MREMAP_FIXED: u32 = 2;
 pub const MREMAP_DONTUNMAP: u32 = 4;
@@ -92,12 +95,25 @@ impl AddressSpace {
         out
     }
 
-    /// Replaces everything with `regions` (a reconcile adopting the kernel's view).
+    /// Replaces everything with `regions` (a reconcile adopting the kernel's view), line for
+    /// line.
     pub fn replace(&mut self, regions: Vec<Region>) {
         self.regions.clear();
-        for r in crate::region::coalesce(regions) {
-            self.regions.insert(r.start, r);
+        for r in regions {
+            if !r.is_empty() {
+                self.regions.insert(r.start, r);
+            }
         }
+    }
+
+    /// Places `r` exactly as given, over whatever was there, merged with nothing: a VMA the
+    /// kernel reported (a line of maps).
+    pub fn place_exact(&mut self, r: Region) {
+        if r.is_empty() {
+            return;
+        }
+        self.unmap(r.start, r.end);
+        self.regions.insert(r.start, r);
     }
 
     /// munmap: removes [start, end), splitting regions that straddle the edges.
@@ -117,10 +133,16 @@ impl AddressSpace {
         }
     }
 
-    /// mmap (and anything else that places a whole new region, replacing what was there).
-    pub fn map(&mut self, r: Region) {
+    /// mmap (and anything else that places a whole new region, replacing what was there) of a
+    /// call the model saw: its hidden flags are known (`r.vmf` may carry NORESERVE and the
+    /// like; ACCOUNT follows from the protection), so it merges where the kernel's would.
+    pub fn map(&mut self, mut r: Region) {
         if r.is_empty() {
             return;
+        }
+        r.vmf |= vmf::KNOWN;
+        if accountable(&r, r.prot) {
+            r.vmf |= vmf::ACCOUNT;
         }
         let (s, e) = (r.start, r.end);
         self.unmap(s, e);
@@ -139,6 +161,10 @@ impl AddressSpace {
                 self.regions.insert(left.start, left);
             }
             let mut mid = r.clip(start, end);
+            // mprotect_fixup charges a private mapping made writable, and never uncharges.
+            if mid.vmf & vmf::KNOWN != 0 && accountable(&mid, prot) {
+                mid.vmf |= vmf::ACCOUNT;
+            }
             mid.prot = prot;
             self.regions.insert(mid.start, mid);
             if r.end > end {
@@ -172,19 +198,23 @@ impl AddressSpace {
             if new_len < old_len {
                 self.unmap(old.saturating_add(new_len), old_end);
             } else if new_len > old_len {
-                let mut grow = match pieces.last() {
-                    Some(last) => last.clip(last.start, last.end),
-                    None => Region {
+                // The last VMA grows in place (vma_expand): same VMA, same flags.
+                let new_end = old.saturating_add(new_len);
+                self.unmap(old_end, new_end);
+                match self.find(old_end.wrapping_sub(1)).map(|r| r.start) {
+                    Some(k) if old_end > old => {
+                        if let Some(r) = self.regions.get_mut(&k) {
+                            r.end = new_end;
+                        }
+                        self.merge_around(k, new_end);
+                    }
+                    _ => self.place_exact(Region {
+                        start: old_end,
+                        end: new_end,
                         prot: 3,
                         ..Default::default()
-                    },
-                };
-                if grow.is_file() {
-                    grow.offset = grow.offset.wrapping_add(old_end - grow.start);
+                    }),
                 }
-                grow.start = old_end;
-                grow.end = old.saturating_add(new_len);
-                self.map(grow);
             }
             return;
         }
@@ -196,7 +226,7 @@ impl AddressSpace {
         if pieces.is_empty() {
             // The model never saw the source (mapped behind the hooks' back): keep the new
             // range as anonymous memory; the next reconcile corrects it if needed.
-            self.map(Region {
+            self.place_exact(Region {
                 start: result,
                 end: new_end,
                 prot: 3,
@@ -276,10 +306,9 @@ impl AddressSpace {
         }
     }
 
-    /// What differs between this view and `kernel` (coalesced first): regions only the kernel
+    /// What differs between this view and `kernel`, line for line: regions only the kernel
     /// has are `Add`, regions only this view has are `Remove`.
     pub fn diff(&self, kernel: &[Region]) -> Vec<Diff> {
-        let kernel = crate::region::coalesce(kernel.to_vec());
         let mine: Vec<&Region> = self.regions.values().collect();
         let (mut i, mut j) = (0, 0);
         let mut out = Vec::new();
@@ -335,9 +364,14 @@ impl AddressSpace {
                     self.unmap(r.start, r.end);
                 }
             }
-            Diff::Add(r) => self.map(r.clone()),
+            Diff::Add(r) => self.place_exact(r.clone()),
         }
     }
+}
+
+/// Whether the kernel charges `r` with protection `prot` (accountable_mapping).
+fn accountable(r: &Region, prot: u8) -> bool {
+    !r.shared && prot & PROT_WRITE != 0 && r.vmf & vmf::NORESERVE == 0
 }
 
 #[cfg(test)]
@@ -443,6 +477,54 @@ mod tests {
             a.apply(x);
         }
         assert!(a.diff(&kernel).is_empty());
-        assert_eq!(a.regions(), crate::region::coalesce(kernel));
+        assert_eq!(a.regions(), kernel);
+    }
+
+    #[test]
+    fn kernel_lines_stay_apart() {
+        // Two adjacent anonymous lines of maps may differ in flags maps does not print (a
+        // thread stack beside a heap arena): the model keeps both, and a call that touches
+        // one does not merge it into the other.
+        let kernel = parse_maps(
+            b"1000-3000 rw-p 00000000 00:00 0\n\
+              3000-5000 rw-p 00000000 00:00 0\n",
+        )
+        .unwrap();
+        let mut a = AddressSpace::new(4096);
+        a.replace(kernel.clone());
+        assert_eq!(a.regions(), kernel);
+        a.protect(0x3000, 0x4000, 1);
+        a.protect(0x3000, 0x4000, 3);
+        assert_eq!(
+            a.len(),
+            3,
+            "pieces of an unknown VMA are not re-merged on a guess"
+        );
+        assert!(a.diff(&kernel).len() == 3);
+    }
+
+    #[test]
+    fn relro_stays_apart_from_rodata() {
+        let mut a = AddressSpace::new(4096);
+        a.map(file(0x10000, 0x20000, 1, 0));
+        a.map(file(0x14000, 0x20000, 3, 0x4000)); // the RW segment, MAP_FIXED
+        a.protect(0x14000, 0x18000, 1); // RELRO
+        let r = a.regions();
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!((r[1].start, r[1].end, r[1].prot), (0x14000, 0x18000, 1));
+        // Written-then-protected stays apart; a read-only neighbour made read-only again
+        // merges back.
+        a.protect(0x10000, 0x12000, 0);
+        a.protect(0x10000, 0x12000, 1);
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn place_exact_merges_nothing() {
+        let mut a = AddressSpace::new(4096);
+        a.map(anon(0x1000, 0x2000, 3));
+        a.place_exact(anon(0x2000, 0x3000, 3));
+        a.map(anon(0x3000, 0x4000, 3));
+        assert_eq!(a.len(), 3, "the exact line merges with neither neighbour");
     }
 }

@@ -8,8 +8,26 @@ pub const PROT_READ: u8 = 1;
 pub const PROT_WRITE: u8 = 2;
 pub const PROT_EXEC: u8 = 4;
 
+/// What the model knows of a VMA's hidden flags (the ones maps does not print but the kernel
+/// compares before merging two VMAs). Kept beside a region, never compared or recorded.
+pub mod vmf {
+    /// The model saw the call that made this VMA; without it (a line read from maps) the
+    /// flags are unknown and the model never merges the region with a neighbour.
+    pub const KNOWN: u8 = 1;
+    /// VM_ACCOUNT: private and writable at some time (mprotect to read-only keeps it). Why
+    /// a library's RELRO VMA stays apart from the read-only one before it.
+    pub const ACCOUNT: u8 = 2;
+    /// VM_NORESERVE (MAP_NORESERVE): never accounted.
+    pub const NORESERVE: u8 = 4;
+    /// VM_NOHUGEPAGE, which MAP_STACK sets since Linux 6.7.
+    pub const NOHUGEPAGE: u8 = 8;
+    /// VM_GROWSDOWN (MAP_GROWSDOWN).
+    pub const GROWSDOWN: u8 = 16;
+}
+
 /// One mapping. `src` is an opaque provenance tag for the user of the model (the collector:
-/// which record created the region; the agent: when); it never takes part in comparisons.
+/// which record created the region; the agent: when); it never takes part in comparisons,
+/// nor does `vmf`.
 #[derive(Clone, Debug, Default)]
 pub struct Region {
     pub start: u64,
@@ -22,6 +40,7 @@ pub struct Region {
     pub ino: u64,
     pub name: Vec<u8>,
     pub src: u64,
+    pub vmf: u8,
 }
 
 impl PartialEq for Region {
@@ -54,12 +73,15 @@ impl Region {
             && self.ino == o.ino
             && self.name == o.name
     }
-    /// Whether the kernel would show `self` followed by `next` as one line: adjacent, same
-    /// attributes and, for files, contiguous offsets.
+    /// Whether the kernel certainly shows `self` followed by `next` as one VMA: adjacent,
+    /// same attributes, contiguous offsets for files, and hidden flags the model knows and
+    /// finds equal. Anything else stays two lines until a view of the kernel's says otherwise.
     pub fn merges_with(&self, next: &Self) -> bool {
         self.end == next.start
             && self.same_identity(next)
             && (!self.is_file() || next.offset == self.offset.wrapping_add(self.len()))
+            && self.vmf & vmf::KNOWN != 0
+            && self.vmf == next.vmf
     }
     /// The part of `self` inside [start, end), with the file offset moved along.
     pub fn clip(&self, start: u64, end: u64) -> Region {
@@ -117,6 +139,7 @@ impl Region {
             ino: r.ino,
             name: r.name.0.to_vec(),
             src,
+            vmf: 0,
         }
     }
 }
@@ -235,6 +258,7 @@ pub fn parse_maps_line(line: &[u8]) -> Option<Region> {
         ino,
         name,
         src: 0,
+        vmf: 0,
     };
     if !r.is_file() {
         r.offset = 0;
@@ -255,19 +279,6 @@ pub fn parse_maps(text: &[u8]) -> Result<Vec<Region>, MapsParseError> {
         })?);
     }
     Ok(out)
-}
-
-/// Merges adjacent lines the kernel could have kept apart for reasons maps does not show
-/// (distinct anon_vma, VmFlags such as NORESERVE): the form the model keeps and compares.
-pub fn coalesce(regions: Vec<Region>) -> Vec<Region> {
-    let mut out: Vec<Region> = Vec::with_capacity(regions.len());
-    for r in regions {
-        match out.last_mut() {
-            Some(last) if last.merges_with(&r) => last.end = r.end,
-            _ => out.push(r),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -295,52 +306,34 @@ mod tests {
     }
 
     #[test]
-    fn coalesces_like_the_kernel() {
-        let a = Region {
-            start: 0x1000,
-            end: 0x2000,
-            prot: 3,
+    fn merges_only_what_the_model_knows() {
+        let known = |s, e, prot, ino, off, f| Region {
+            start: s,
+            end: e,
+            prot,
+            ino,
+            offset: off,
+            vmf: f,
             ..Default::default()
         };
-        let b = Region {
-            start: 0x2000,
-            end: 0x3000,
-            prot: 3,
-            ..Default::default()
-        };
-        let c = Region {
-            start: 0x3000,
-            end: 0x4000,
-            prot: 1,
-            ..Default::default()
-        };
-        assert_eq!(coalesce(vec![a.clone(), b, c.clone()]).len(), 2);
-        let f1 = Region {
-            start: 0x1000,
-            end: 0x2000,
-            prot: 1,
-            ino: 9,
-            offset: 0,
-            ..Default::default()
-        };
-        let f2 = Region {
-            start: 0x2000,
-            end: 0x3000,
-            prot: 1,
-            ino: 9,
-            offset: 0,
-            ..Default::default()
-        };
+        let k = vmf::KNOWN;
+        assert!(known(0x1000, 0x2000, 3, 0, 0, k).merges_with(&known(0x2000, 0x3000, 3, 0, 0, k)));
+        assert!(!known(0x1000, 0x2000, 3, 0, 0, k).merges_with(&known(0x2000, 0x3000, 1, 0, 0, k)));
+        // Read off maps: two lines may be two VMAs for reasons maps does not show.
+        assert!(!known(0x1000, 0x2000, 3, 0, 0, 0).merges_with(&known(0x2000, 0x3000, 3, 0, 0, 0)));
+        // RELRO after rodata: same file, contiguous, both r--p, one accounted.
+        assert!(!known(0x1000, 0x2000, 1, 9, 0, k).merges_with(&known(
+            0x2000,
+            0x3000,
+            1,
+            9,
+            0x1000,
+            k | vmf::ACCOUNT
+        )));
+        assert!(
+            known(0x1000, 0x2000, 1, 9, 0, k).merges_with(&known(0x2000, 0x3000, 1, 9, 0x1000, k))
+        );
         // Same file, offsets not contiguous (a ring buffer mapped twice): two lines.
-        assert_eq!(coalesce(vec![f1.clone(), f2]).len(), 2);
-        let f3 = Region {
-            start: 0x2000,
-            end: 0x3000,
-            prot: 1,
-            ino: 9,
-            offset: 0x1000,
-            ..Default::default()
-        };
-        assert_eq!(coalesce(vec![f1, f3]).len(), 1);
+        assert!(!known(0x1000, 0x2000, 1, 9, 0, k).merges_with(&known(0x2000, 0x3000, 1, 9, 0, k)));
     }
 }

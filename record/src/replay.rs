@@ -3,10 +3,11 @@
 //! agree on the model a Reconcile record was computed against.
 
 use crate::model::{
-    page_up, AddressSpace, MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, MAP_SHARED_VALIDATE,
+    page_up, AddressSpace, MAP_ANONYMOUS, MAP_FAILED, MAP_GROWSDOWN, MAP_NORESERVE, MAP_SHARED,
+    MAP_SHARED_VALIDATE, MAP_STACK,
 };
 use crate::records::{change_op, image_cause, Phdr, Reconcile, Record};
-use crate::region::Region;
+use crate::region::{vmf, Region};
 use std::collections::BTreeMap;
 
 pub const SHM_RDONLY: i32 = 0o10000;
@@ -87,6 +88,7 @@ impl Replayer {
                     ino: if file { m.ino } else { 0 },
                     name: if file { m.path.0.to_vec() } else { Vec::new() },
                     src,
+                    vmf: mmap_vmf(m.flags),
                 });
                 true
             }
@@ -134,6 +136,7 @@ impl Replayer {
                     ino: s.shmid as u32 as u64,
                     name: s.name.0.to_vec(),
                     src,
+                    vmf: 0,
                 });
                 true
             }
@@ -189,7 +192,7 @@ impl Replayer {
             self.space.remove_matching(r);
         }
         for r in &c.adds {
-            self.space.map(r.clone());
+            self.space.place_exact(r.clone());
         }
     }
 
@@ -200,6 +203,21 @@ impl Replayer {
         self.shm
             .retain(|&a, _| space.find(a).is_some_and(|r| r.name.starts_with(b"/SYSV")));
     }
+}
+
+/// The hidden VMA flags an mmap's flags set.
+fn mmap_vmf(flags: u32) -> u8 {
+    let mut f = 0;
+    if flags & MAP_NORESERVE != 0 {
+        f |= vmf::NORESERVE;
+    }
+    if flags & MAP_STACK != 0 {
+        f |= vmf::NOHUGEPAGE;
+    }
+    if flags & MAP_GROWSDOWN != 0 {
+        f |= vmf::GROWSDOWN;
+    }
+    f
 }
 
 /// The mappings ld.so creates for an ELF image loaded at `bias` (glibc's _dl_map_segments):
@@ -241,6 +259,7 @@ pub fn image_regions(
         ino,
         name: path.to_vec(),
         src,
+        vmf: 0,
     };
     let base_off = trunc(first.offset);
     let base_addr = bias.wrapping_add(trunc(first.vaddr));

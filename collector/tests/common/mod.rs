@@ -3,7 +3,7 @@
 //! CLOCK_MONOTONIC time) to use the kernel as the oracle.
 #![allow(dead_code)]
 
-use mapagent_record::region::{coalesce, parse_maps, Region};
+use mapagent_record::region::{parse_maps, Region};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -273,12 +273,11 @@ pub fn mapagent_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}"))
 }
 
-/// (start, end, perms, offset, name) of a coalesced kernel view.
+/// (start, end, perms, offset, name) of one line of maps, exactly as the kernel wrote it.
 pub type Row = (u64, u64, String, u64, String);
 
 pub fn kernel_rows(maps: &[Region]) -> Vec<Row> {
-    coalesce(maps.to_vec())
-        .into_iter()
+    maps.iter()
         .map(|r| (r.start, r.end, r.perms(), r.offset, r.display_name()))
         .collect()
 }
