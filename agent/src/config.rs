@@ -31,6 +31,9 @@ pub struct Config {
     /// Sample the watched globals this often, in ms (MAPAGENT_WATCH_MS); 0: only with
     /// snapshots and mapagent_watch_sample().
     pub watch_ms: u64,
+    /// Pages per CPU of the kernel's ring for its reports of new VMAs (MAPAGENT_KERNEL_PAGES,
+    /// a power of two); 0: no kernel timeline, changes behind the hooks wait for a reconcile.
+    pub kernel_pages: u32,
 }
 
 /// The settings as the collector gets them (from the ring's header, not its own environment):
@@ -275,6 +278,10 @@ impl Config {
             snapshot_signal: signal("MAPAGENT_SNAPSHOT_SIGNAL"),
             watch: watches(),
             watch_ms: num("MAPAGENT_WATCH_MS", 0, 0, 86_400_000),
+            kernel_pages: match num("MAPAGENT_KERNEL_PAGES", 64, 0, 4096) as u32 {
+                0 => 0,
+                n => n.next_power_of_two(),
+            },
         }
     }
 }

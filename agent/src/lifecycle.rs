@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// How long an exiting or exec'ing thread waits for the writer.
 const EXIT_WAIT_NS: u64 = 2_000_000_000;
 const CRASH_WAIT_NS: u64 = 1_000_000_000;
+/// Longest the starting thread waits for the collector's kernel reports to run (its exec and
+/// the baseline take 1-3 ms; a stuck collector costs no more than this).
+const KERNEL_READY_WAIT_NS: u64 = 200_000_000;
 
 static EXITING: AtomicBool = AtomicBool::new(false);
 
@@ -75,7 +78,26 @@ fn start(cfg: Config, origin: u8, parent_pid: u32, origin_ts: u64, exe: Vec<u8>)
         Event::new(Kind::Baseline, [ppid, 0, 0, 0, 0, 0, 0, 0]),
         &maps,
     );
+    if ag.cfg.kernel_pages > 0 {
+        wait_kernel_ready(ag);
+    }
     agent::install(ag);
+}
+
+/// Until the collector has opened the kernel's reports on this process (or given up): a VMA
+/// made before would be reported to no one. Bounded, and it gives up if the collector dies.
+fn wait_kernel_ready(ag: &Agent) {
+    let e = sys::errno();
+    ag.wake_writer();
+    let deadline = sys::now().saturating_add(KERNEL_READY_WAIT_NS);
+    while ag.kernel_ready.load(Ordering::Acquire) == 0 && ag.dead.load(Ordering::Acquire) == 0 {
+        let now = sys::now();
+        if now >= deadline {
+            break;
+        }
+        sys::futex_wait_shared(&ag.kernel_ready, 0, (deadline - now).min(5_000_000));
+    }
+    sys::set_errno(e);
 }
 
 struct NullSink;

@@ -67,6 +67,10 @@ pub struct Header {
     pub collector: AtomicI32,
     /// The collector gave up (or never started): hooks stop recording.
     pub dead: AtomicU32,
+    /// Futex word: the collector has its kernel reports running (or gave up on them); the
+    /// starting thread waits for it, so no VMA made after the baseline goes unreported.
+    pub kernel_ready: AtomicU32,
+    pub _pad1: u32,
     pub ctl: crate::agent::Control,
     pub head: AtomicU64,
     pub tail: AtomicU64,

@@ -89,11 +89,64 @@ pub struct Timeline<'a> {
     /// Page snapshots, in the order taken (their pages are read on demand: see `snapshot`).
     pub snapshots: Vec<crate::snapshot::SnapshotInfo>,
     pub truncated: Option<String>,
+    /// Whether the kernel's reports of new VMAs are in the file (see KernelTimeline).
+    pub kernel: KernelState,
+    /// What reconciles changed, with the window each change happened in (since, ts): a view
+    /// at a moment inside a window cannot say whether that range had changed yet.
+    pub windows: Vec<Changed>,
     parsed: &'a Parsed<'a>,
     /// What replaying needs, built on first use: `mapagent perf` over millions of mmaps never
     /// replays, and should not pay for it.
     replay: std::sync::OnceLock<Replay>,
     page: u64,
+}
+
+/// A range a reconcile changed, at a moment known only to lie in [since, until].
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Window {
+    pub since: u64,
+    pub until: u64,
+}
+
+/// One change a reconcile found, over [start, end), in its window.
+#[derive(Clone, Debug)]
+pub struct Changed {
+    pub window: Window,
+    pub start: u64,
+    pub end: u64,
+    /// An addition (the kernel had it, the model lacked it) placed at `at`.
+    pub added: Option<(u64, Region)>,
+}
+
+/// The kernel timeline as the file tells it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct KernelState {
+    /// Reports were on from `since` (None: the agent that wrote the file had no such thing,
+    /// or they were never on).
+    pub on: bool,
+    pub since: Option<u64>,
+    /// Why they were off, in the agent's words.
+    pub why_off: Option<String>,
+    /// Reports the kernel dropped.
+    pub lost: u64,
+}
+
+impl KernelState {
+    /// One line for the header of a view built on the model.
+    pub fn describe(&self) -> String {
+        match (&self.why_off, self.on) {
+            (_, true) if self.lost > 0 => format!(
+                "kernel timeline: on, {} reports lost (corrected at the next reconcile)",
+                self.lost
+            ),
+            (_, true) => "kernel timeline: on (every VMA exactly when the kernel made it)".into(),
+            (Some(why), false) => format!("kernel timeline: off: {why}"),
+            (None, false) => {
+                "kernel timeline: not in this file (changes behind the hooks show at reconciles)"
+                    .into()
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -123,6 +176,7 @@ fn is_mapping_kind(k: u16) -> bool {
             | kind::MPROTECT
             | kind::SHMAT
             | kind::SHMDT
+            | kind::KERNEL_MAP
             | kind::PAGES
     )
 }
@@ -149,6 +203,8 @@ impl<'a> Timeline<'a> {
             anon_elf: Vec::new(),
             snapshots: Vec::new(),
             truncated: parsed.truncated.clone(),
+            kernel: KernelState::default(),
+            windows: Vec::new(),
             parsed,
             replay: Default::default(),
             page,
@@ -165,7 +221,28 @@ impl<'a> Timeline<'a> {
                 t.last_ts = t.last_ts.max(ts);
             }
             match &rec {
-                Record::Reconcile(_) => t.reconciles += 1,
+                Record::Reconcile(rc) => {
+                    t.reconciles += 1;
+                    if rc.trigger != trigger::BASELINE {
+                        for c in &rc.changes {
+                            let add = c.op == mapagent_record::records::change_op::ADD;
+                            t.windows.push(Changed {
+                                window: Window {
+                                    since: rc.since,
+                                    until: rc.ts,
+                                },
+                                start: c.region.start,
+                                end: c.region.end,
+                                added: add.then(|| {
+                                    (
+                                        if c.at == 0 { rc.ts } else { c.at },
+                                        Region::from_rec(&c.region, 0),
+                                    )
+                                }),
+                            });
+                        }
+                    }
+                }
                 Record::Image(im) => {
                     // The same image reported twice (startup listing racing a dlopen): keep one.
                     if t.images
@@ -217,6 +294,17 @@ impl<'a> Timeline<'a> {
                         }
                     }
                 }
+                Record::KernelTimeline(k) => match k.state {
+                    mapagent_record::records::ktimeline::ON => {
+                        t.kernel.on = true;
+                        t.kernel.since.get_or_insert(k.ts);
+                    }
+                    mapagent_record::records::ktimeline::OFF => {
+                        t.kernel.on = false;
+                        t.kernel.why_off = Some(k.text.lossy().into_owned());
+                    }
+                    _ => t.kernel.lost = t.kernel.lost.saturating_add(k.lost),
+                },
                 Record::Exit(e) => t.exit = Some(*e),
                 Record::Exec(e) => t.exec = Some((e.ts, e.path.lossy().into_owned())),
                 Record::Snapshot(s) => t.snapshots.push(crate::snapshot::SnapshotInfo {
@@ -272,6 +360,8 @@ impl<'a> Timeline<'a> {
                 Record::Mprotect(m) => (m.ts, 0),
                 Record::Mremap(m) => (m.ts, 0),
                 Record::Shmdt(m) => (m.ts, 0),
+                Record::KernelMap(k) => (k.ts, src("kernel", k.ts, k.tid)),
+                Record::KernelTimeline(k) => (k.ts, 0),
                 Record::Reconcile(rc) => {
                     let kind = if rc.trigger == trigger::BASELINE {
                         "baseline"
@@ -386,6 +476,27 @@ impl<'a> Timeline<'a> {
             }
         }
         rp
+    }
+
+    /// The window of a reconcile change over [start, end) that `t` falls in, if any.
+    pub fn uncertain(&self, start: u64, end: u64, t: u64) -> Option<Window> {
+        self.windows
+            .iter()
+            .find(|c| c.window.since <= t && t < c.window.until && c.start < end && start < c.end)
+            .map(|c| c.window)
+    }
+
+    /// Regions a later reconcile found that may already have existed at `t` (it lies in the
+    /// window) but are placed after it.
+    pub fn pending_at(&self, t: u64) -> Vec<(Window, &Region)> {
+        self.windows
+            .iter()
+            .filter(|c| c.window.since <= t && t < c.window.until)
+            .filter_map(|c| match &c.added {
+                Some((at, r)) if *at > t => Some((c.window, r)),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn source(&self, src: u64) -> Option<&Source> {

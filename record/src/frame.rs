@@ -8,7 +8,7 @@ use core::fmt;
 pub const MAGIC: [u8; 8] = *b"MAPAGENT";
 pub const VERSION_MAJOR: u16 = 1;
 /// Bumped when record kinds are added; readers skip kinds they do not know.
-pub const VERSION_MINOR: u16 = 4;
+pub const VERSION_MINOR: u16 = 5;
 pub const FILE_HEADER_LEN: usize = 32;
 
 /// "MREC" read as a little-endian u32; marks the start of every frame.

@@ -116,6 +116,30 @@ impl AddressSpace {
         self.regions.insert(r.start, r);
     }
 
+    /// Tags the regions starting in [start, end) with `src` (the call a kernel report was
+    /// about: its record says more than the report's).
+    pub fn retag(&mut self, start: u64, end: u64, src: u64) {
+        for (_, r) in self.regions.range_mut(start..end) {
+            r.src = src;
+        }
+    }
+
+    /// Marks the mappings of file `ino` in [start, end) shared (what a report that could not
+    /// say so left private: see the writer's kernel timeline).
+    pub fn mark_shared(&mut self, start: u64, end: u64, ino: u64) {
+        let first = self
+            .regions
+            .range(..start)
+            .next_back()
+            .map(|(&k, _)| k)
+            .unwrap_or(start);
+        for (_, r) in self.regions.range_mut(first..end) {
+            if r.end > start && r.ino == ino && r.is_file() {
+                r.shared = true;
+            }
+        }
+    }
+
     /// munmap: removes [start, end), splitting regions that straddle the edges.
     pub fn unmap(&mut self, start: u64, end: u64) {
         if end <= start {
@@ -343,12 +367,25 @@ impl AddressSpace {
         out
     }
 
-    /// Removes the parts of [r.start, r.end) still mapped with r's identity (a reconcile
-    /// removal applied to a view that may have moved on).
+    /// Removes what a reconcile found gone: the parts of [r.start, r.end) still mapped with
+    /// r's identity, and the rest of each VMA they belong to. When the agent wrote the
+    /// removal its model held exactly `r`; a view replayed to an earlier moment may still hold
+    /// the whole VMA `r` was part of (the rest was overlaid later by a call with its own
+    /// record), and that rest went with it.
     pub fn remove_matching(&mut self, r: &Region) {
         for piece in self.clipped(r.start, r.end) {
-            if piece.same_identity(r) {
-                self.unmap(piece.start, piece.end);
+            if !piece.same_identity(r) {
+                continue;
+            }
+            let whole = self
+                .find(piece.start)
+                .filter(|w| {
+                    !w.is_file() || w.offset.wrapping_sub(w.start) == r.offset.wrapping_sub(r.start)
+                })
+                .map(|w| (w.start, w.end));
+            match whole {
+                Some((s, e)) => self.unmap(s, e),
+                None => self.unmap(piece.start, piece.end),
             }
         }
     }

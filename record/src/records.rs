@@ -33,6 +33,8 @@ pub mod kind {
     pub const MEM_USAGE: u16 = 23;
     pub const WATCH_DEF: u16 = 24;
     pub const WATCH_VALUE: u16 = 25;
+    pub const KERNEL_MAP: u16 = 26;
+    pub const KERNEL_TIMELINE: u16 = 27;
 }
 
 /// How the process came to be recorded.
@@ -286,6 +288,8 @@ pub mod trigger {
     pub const SHM: u8 = 10;
     /// A dlopen, dlclose or pthread_create was still running; `trigger_ts` is its start.
     pub const IN_FLIGHT: u8 = 11;
+    /// The kernel dropped reports of new VMAs (its ring was full).
+    pub const KERNEL_LOST: u8 = 12;
 
     pub fn name(t: u8) -> &'static str {
         match t {
@@ -301,6 +305,7 @@ pub mod trigger {
             PERIODIC => "periodic",
             SHM => "shm",
             IN_FLIGHT => "in-flight call",
+            KERNEL_LOST => "kernel reports lost",
             _ => "unknown",
         }
     }
@@ -642,6 +647,44 @@ wire_struct! {
 }
 
 wire_struct! {
+    /// A VMA as the kernel reported it the moment a mapping call made or changed it
+    /// (PERF_RECORD_MMAP2 of a software dummy event on the process): after an mmap, the VMA
+    /// the new mapping ended up in (merged with its neighbours if the kernel merged it); after
+    /// an mprotect, the piece split off or the VMA it merged back into; also for what no hook
+    /// sees (brk, glibc's and ld.so's internal mmaps, raw syscalls). It replaces whatever the
+    /// model had over its range, merged with nothing. The kernel reports no munmap, mremap,
+    /// madvise or brk shrink: those come from the hooks and from reconciles.
+    pub struct KernelMap<'a> {
+        pub ts: u64,
+        pub tid: u32,
+        pub region: RegionRec<'a>,
+    }
+}
+
+/// KernelTimeline states.
+pub mod ktimeline {
+    /// The kernel's reports are not available (`errno` says why): the model learns about
+    /// changes behind the hooks only at reconciles.
+    pub const OFF: u8 = 0;
+    /// From `ts` on, every VMA the kernel creates or changes arrives as a KernelMap.
+    pub const ON: u8 = 1;
+    /// The kernel dropped `lost` reports (its ring was full); a reconcile follows.
+    pub const LOST: u8 = 2;
+}
+
+wire_struct! {
+    /// Whether the kernel's own reports of new VMAs are part of this file.
+    pub struct KernelTimeline<'a> {
+        pub ts: u64,
+        pub state: u8,
+        pub errno: i32,
+        pub lost: u64,
+        /// What happened and, when reports were lost, the setting that prevents it.
+        pub text: Bytes<'a>,
+    }
+}
+
+wire_struct! {
     /// Something the agent could not do, in its own words.
     pub struct Warning<'a> {
         pub ts: u64,
@@ -679,6 +722,8 @@ pub enum Record<'a> {
     MemUsage(MemUsage),
     WatchDef(WatchDef<'a>),
     WatchValue(WatchValue<'a>),
+    KernelMap(KernelMap<'a>),
+    KernelTimeline(KernelTimeline<'a>),
     /// A kind this reader does not know (written by a newer agent): skipped, not an error.
     Unknown {
         kind: u16,
@@ -752,6 +797,8 @@ record_kinds! {
     MemUsage => kind::MEM_USAGE,
     WatchDef => kind::WATCH_DEF,
     WatchValue => kind::WATCH_VALUE,
+    KernelMap => kind::KERNEL_MAP,
+    KernelTimeline => kind::KERNEL_TIMELINE,
 }
 
 impl Record<'_> {
@@ -783,6 +830,8 @@ impl Record<'_> {
             Record::MemUsage(r) => r.ts,
             Record::WatchDef(r) => r.ts,
             Record::WatchValue(r) => r.ts,
+            Record::KernelMap(r) => r.ts,
+            Record::KernelTimeline(r) => r.ts,
             Record::Unknown { .. } => return None,
         })
     }

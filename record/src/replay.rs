@@ -6,7 +6,7 @@ use crate::model::{
     page_up, AddressSpace, MAP_ANONYMOUS, MAP_FAILED, MAP_GROWSDOWN, MAP_NORESERVE, MAP_SHARED,
     MAP_SHARED_VALIDATE, MAP_STACK,
 };
-use crate::records::{change_op, image_cause, Phdr, Reconcile, Record};
+use crate::records::{change_op, image_cause, ktimeline, Phdr, Reconcile, Record};
 use crate::region::{vmf, Region};
 use std::collections::BTreeMap;
 
@@ -19,6 +19,11 @@ pub struct Replayer {
     shm: BTreeMap<u64, u64>,
     /// dlopen'ed images by id, so an unload knows its extent.
     images: BTreeMap<u64, (u64, Vec<Phdr>)>,
+    /// The kernel reports every VMA it creates or changes (KernelMap records): the layout
+    /// of mmap, mprotect, shmat and dlopen comes from those, exactly, and the hooks' records
+    /// of these calls place nothing. What the kernel does not report (munmap, mremap, shmdt,
+    /// dlclose) still comes from the hooks.
+    pub kernel_timeline: bool,
 }
 
 /// Changes of a reconcile record that take effect at the same moment: removals, then
@@ -58,6 +63,7 @@ impl Replayer {
             space: AddressSpace::new(page_size),
             shm: BTreeMap::new(),
             images: BTreeMap::new(),
+            kernel_timeline: false,
         }
     }
 
@@ -70,12 +76,38 @@ impl Replayer {
     pub fn apply_event(&mut self, rec: &Record<'_>, src: u64) -> bool {
         let page = self.page();
         match rec {
+            Record::KernelTimeline(k) => {
+                match k.state {
+                    ktimeline::ON => self.kernel_timeline = true,
+                    ktimeline::OFF => self.kernel_timeline = false,
+                    _ => {}
+                }
+                false
+            }
+            Record::KernelMap(k) => {
+                let r = Region::from_rec(&k.region, src);
+                if r.is_empty() {
+                    return false;
+                }
+                self.space.place_exact(r);
+                true
+            }
             Record::Mmap(m) => {
                 if m.errno != 0 || m.result == MAP_FAILED {
                     return false;
                 }
                 let shared = m.flags & 3 == MAP_SHARED || m.flags & 3 == MAP_SHARED_VALIDATE;
                 let anon = m.flags & MAP_ANONYMOUS != 0;
+                if self.kernel_timeline {
+                    // Placed by its KernelMap already, except that the kernel reports a
+                    // shared mapping of a file opened read-only as private.
+                    let end = m.result.saturating_add(page_up(m.len, page));
+                    self.space.retag(m.result, end, src);
+                    if shared && !anon && m.prot & 2 == 0 {
+                        self.space.mark_shared(m.result, end, m.ino);
+                    }
+                    return true;
+                }
                 let file = !anon || shared;
                 self.space.map(Region {
                     start: m.result,
@@ -109,7 +141,7 @@ impl Replayer {
                 true
             }
             Record::Mprotect(m) => {
-                if m.ret != 0 {
+                if m.ret != 0 || self.kernel_timeline {
                     return false;
                 }
                 self.space.protect(
@@ -125,6 +157,11 @@ impl Replayer {
                 }
                 let len = page_up(s.size, page);
                 self.shm.insert(s.result, len);
+                if self.kernel_timeline {
+                    self.space
+                        .retag(s.result, s.result.saturating_add(len), src);
+                    return true;
+                }
                 self.space.map(Region {
                     start: s.result,
                     end: s.result.saturating_add(len),
@@ -144,7 +181,7 @@ impl Replayer {
             // images present at start are already in the baseline and only remembered.
             Record::Image(im) => {
                 self.images.insert(im.id, (im.bias, im.phdrs.clone()));
-                if im.cause == image_cause::STARTUP {
+                if im.cause == image_cause::STARTUP || self.kernel_timeline {
                     return false;
                 }
                 for r in image_regions(

@@ -252,6 +252,7 @@ impl Writer {
                 }
             }
             Kind::Exec => {
+                self.exec_ts = Some(ts);
                 let path = slot.map(|s| SlotReader::new(s).bytes()).unwrap_or(b"");
                 self.out.put(&Record::Exec(rec::Exec {
                     ts,
@@ -270,6 +271,7 @@ impl Writer {
             }
             Kind::ExecFailed => {
                 self.exec_pending = false;
+                self.exec_ts = None;
             }
             Kind::Snapshot => {
                 // Taken once the events before it are applied (see due_snapshots).

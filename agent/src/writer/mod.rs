@@ -5,9 +5,11 @@
 
 mod events;
 mod keep;
+mod kernel;
 mod liveness;
 mod memory;
 mod out;
+mod perf_ring;
 mod process;
 mod reconcile;
 mod snapshot;
@@ -78,6 +80,13 @@ pub struct Writer {
     ended: Option<u8>,
     /// Frames that did not decode.
     broken: u64,
+    /// The kernel's reports of new VMAs, those read and not yet merged, where the heap
+    /// starts (to name it as maps does), and when an exec was announced (later reports are
+    /// the new program's).
+    kernel: Option<perf_ring::KernelReports>,
+    kq: Vec<perf_ring::Report>,
+    start_brk: u64,
+    exec_ts: Option<u64>,
 }
 
 impl Writer {
@@ -113,6 +122,10 @@ impl Writer {
             exec_pending: false,
             ended: None,
             broken: 0,
+            kernel: None,
+            kq: Vec::new(),
+            start_brk: 0,
+            exec_ts: None,
         };
         let mut desc = process::describe(ag);
         desc.gen = w.out.gen;
@@ -142,10 +155,13 @@ impl Writer {
 
     fn run(&mut self) -> Result<(), String> {
         if let Err(e) = self.wait_for_baseline() {
+            self.ag.kernel_ready.store(1, Ordering::Release);
+            crate::sys::futex_wake_shared(&self.ag.kernel_ready);
             self.vanished();
             self.out.flush()?;
             return Err(e);
         }
+        self.open_kernel();
         // Where memory use starts (again after a fork: the child's own line begins here).
         self.mem_usage();
         self.resolve_watches(true);
@@ -307,7 +323,10 @@ impl Writer {
                     break;
                 }
             }
-            if !got {
+            // After the hooks' ring: every report of a call whose event was just taken is in
+            // the kernel's ring by now (the kernel writes it during the call).
+            let reported = self.take_kernel();
+            if !got && !reported {
                 break;
             }
             n += self.batch.len();
@@ -319,7 +338,15 @@ impl Writer {
     fn process_batch(&mut self) {
         let mut batch = std::mem::take(&mut self.batch);
         batch.sort_by_key(|e| e.ts);
+        // The kernel's reports go in time order among the events: a report is stamped
+        // inside its call, the call's event after it returns.
+        let mut kq = std::mem::take(&mut self.kq);
+        kq.sort_by_key(|r| r.ts());
+        let mut kq = kq.into_iter().peekable();
         for ev in &batch {
+            while let Some(r) = kq.next_if(|r| r.ts() <= ev.ts) {
+                self.handle_report(r);
+            }
             // Taken out of the batch (each is used once), then its buffer is reused.
             let p = (ev.slot != crate::event::NO_SLOT)
                 .then(|| self.payloads.get_mut(ev.slot as usize).map(std::mem::take))
@@ -328,6 +355,9 @@ impl Writer {
             if let Some(p) = p.filter(|_| self.spare.len() < 256) {
                 self.spare.push(p);
             }
+        }
+        for r in kq {
+            self.handle_report(r);
         }
         self.events_total += batch.len() as u64;
         batch.clear();

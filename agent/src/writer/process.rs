@@ -148,3 +148,21 @@ impl Described {
         }
     }
 }
+
+/// Where the process's heap starts (start_brk, field 47 of /proc/PID/stat); 0 if unknown.
+pub fn start_brk() -> u64 {
+    let mut buf = Vec::new();
+    if sys::read_file(&sys::proc_path("stat"), &mut buf).is_err() {
+        return 0;
+    }
+    let Some(close) = buf.iter().rposition(|&c| c == b')') else {
+        return 0;
+    };
+    // After the command's ')' comes field 3 (state).
+    buf[close + 1..]
+        .split(|&c| c == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(47 - 3)
+        .and_then(|f| std::str::from_utf8(f).ok()?.parse().ok())
+        .unwrap_or(0)
+}

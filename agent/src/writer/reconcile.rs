@@ -231,6 +231,21 @@ impl Writer {
         for &(r, a) in &pairs {
             at[r] = at[a];
         }
+        // A file deleted (or replaced) while mapped: only its name changed, at a moment no
+        // mapping call marks. What was true until then stays shown until the read saw it.
+        for &(r, a) in &pairs {
+            let (old, new) = (region(r), region(a));
+            if old.start == new.start
+                && old.end == new.end
+                && old.ino == new.ino
+                && old.offset == new.offset
+                && new.name.ends_with(b" (deleted)")
+                && !old.name.ends_with(b" (deleted)")
+            {
+                at[r] = ts;
+                at[a] = ts;
+            }
+        }
         at
     }
 
