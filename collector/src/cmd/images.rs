@@ -75,6 +75,7 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool) -> Result<i32> {
             t.process.exe,
             t.file.display()
         );
+        println!("{}", t.kernel.describe());
         let mut rows = vec![vec![
             "Load bias".to_string(),
             "Loaded".into(),

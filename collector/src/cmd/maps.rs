@@ -23,6 +23,13 @@ pub struct Mapping {
     /// Which record established it: mmap, shmat, baseline, reconcile.
     pub source: Option<String>,
     pub source_ts: Option<u64>,
+    /// Set when the moment asked for lies inside the window of a change a reconcile found
+    /// over this range (since..until): whether the change had happened yet is not known.
+    pub uncertain: Option<crate::timeline::Window>,
+    /// Not in the model at this moment, but a reconcile later found it with a window that
+    /// holds the moment: it may already have existed (with `--pending` only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// The mappings of one process at `at`.
@@ -55,7 +62,26 @@ fn mapping(t: &Timeline<'_>, r: &Region, moment: u64) -> Mapping {
             .filter(|b| !b.is_empty()),
         source: src.map(|s| s.kind.to_string()),
         source_ts: src.map(|s| s.ts),
+        uncertain: t.uncertain(r.start, r.end, moment),
+        pending: false,
     }
+}
+
+/// The regions that may already have existed at `at` (see Timeline::pending_at).
+pub fn pending(t: &Timeline<'_>, at: At) -> Vec<Mapping> {
+    let Some(moment) = at.resolve(t.process.start_mono_ns) else {
+        return Vec::new();
+    };
+    t.pending_at(moment)
+        .into_iter()
+        .map(|(w, r)| Mapping {
+            source: Some("reconcile".into()),
+            source_ts: Some(w.until),
+            uncertain: Some(w),
+            pending: true,
+            ..mapping(t, r, moment)
+        })
+        .collect()
 }
 
 pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
@@ -65,7 +91,14 @@ pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
     let all = select::timelines(&loaded, &parsed);
     let chosen = select::pick(&all, pid, at)?;
     if json {
-        let v: Vec<Mapping> = chosen.iter().flat_map(|t| mappings(t, at)).collect();
+        let v: Vec<Mapping> = chosen
+            .iter()
+            .flat_map(|t| {
+                let mut m = mappings(t, at);
+                m.extend(pending(t, at));
+                m
+            })
+            .collect();
         super::json_out(&v)?;
         return Ok(super::exit_code(truncated));
     }
@@ -85,6 +118,7 @@ pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
             when,
             t.file.display()
         );
+        println!("{}", t.kernel.describe());
         let maps = mappings(t, at);
         let mut rows = vec![vec![
             "Address".to_string(),
@@ -97,9 +131,18 @@ pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
             "Mapping".into(),
         ]];
         let mut total = 0;
+        let mut unsure = 0;
         for m in &maps {
             total += m.size;
             let mut name = m.path.clone();
+            if let Some(w) = m.uncertain {
+                unsure += 1;
+                name.push_str(&format!(
+                    "  ? changed between {} and {}",
+                    text::rel(w.since, start),
+                    text::rel(w.until, start)
+                ));
+            }
             if let Some(b) = &m.build_id {
                 name.push_str(&format!("  (build-id {b})"));
             }
@@ -116,6 +159,25 @@ pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
         }
         print!("{}", text::table(&rows));
         println!("{} mappings, {}K total", maps.len(), text::kib(total));
+        let later = pending(t, at);
+        if unsure > 0 || !later.is_empty() {
+            println!(
+                "? {unsure} mappings changed at a moment only a reconcile window bounds (no hook or kernel report saw the call)"
+            );
+        }
+        for m in &later {
+            if let Some(w) = m.uncertain {
+                println!(
+                    "? maybe already mapped: {:016x}-{:016x} {} {}  (found between {} and {})",
+                    m.start,
+                    m.end,
+                    m.perms,
+                    m.path,
+                    text::rel(w.since, start),
+                    text::rel(w.until, start)
+                );
+            }
+        }
     }
     Ok(super::exit_code(truncated))
 }
