@@ -3,11 +3,12 @@
 
 use crate::text::xml_escape as esc;
 use crate::timeline::Timeline;
-use mapagent_record::records::{kind, mem_source, MemUsage};
+use mapagent_record::records::{kind, mem_source, AgentMem, MemUsage};
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// One sample, in bytes.
+/// One sample, in bytes: the application's figures (statm minus the agent's own share,
+/// when the file has it), and the agent's share apart.
 #[derive(Clone, Debug, Serialize)]
 pub struct Sample {
     pub ts: u64,
@@ -18,6 +19,18 @@ pub struct Sample {
     pub data: u64,
     /// "statm", or "model" (computed by the agent where /proc was not mounted).
     pub source: &'static str,
+    /// The agent's arena, ring and library in the process (None: an agent older than format
+    /// 1.5 wrote the file, and the figures above include them).
+    pub agent: Option<AgentShare>,
+}
+
+/// The agent's own footprint in the process, in bytes.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AgentShare {
+    pub size: u64,
+    pub resident: u64,
+    pub shared: u64,
+    pub data: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -30,24 +43,43 @@ pub struct Series {
 
 pub fn series(t: &Timeline<'_>) -> Series {
     let page = t.page_size();
-    let samples = t
-        .items()
-        .iter()
-        .filter_map(|i| i.get::<MemUsage>(kind::MEM_USAGE))
-        .map(|m| Sample {
-            ts: m.ts,
-            size: m.size.saturating_mul(page),
-            resident: m.resident.saturating_mul(page),
-            shared: m.shared.saturating_mul(page),
-            text: m.text.saturating_mul(page),
-            data: m.data.saturating_mul(page),
-            source: if m.source == mem_source::MODEL {
-                "model"
-            } else {
-                "statm"
-            },
-        })
-        .collect();
+    let mut samples: Vec<Sample> = Vec::new();
+    for i in t.items() {
+        if let Some(m) = i.get::<MemUsage>(kind::MEM_USAGE) {
+            samples.push(Sample {
+                ts: m.ts,
+                size: m.size.saturating_mul(page),
+                resident: m.resident.saturating_mul(page),
+                shared: m.shared.saturating_mul(page),
+                text: m.text.saturating_mul(page),
+                data: m.data.saturating_mul(page),
+                source: if m.source == mem_source::MODEL {
+                    "model"
+                } else {
+                    "statm"
+                },
+                agent: None,
+            });
+        } else if let Some(a) = i.get::<AgentMem>(kind::AGENT_MEM) {
+            // Written right after the MemUsage it belongs to.
+            if let Some(x) = samples
+                .last_mut()
+                .filter(|x| x.ts == a.ts && x.agent.is_none())
+            {
+                let share = AgentShare {
+                    size: a.size.saturating_mul(page),
+                    resident: a.resident.saturating_mul(page),
+                    shared: a.shared.saturating_mul(page),
+                    data: a.data.saturating_mul(page),
+                };
+                x.size = x.size.saturating_sub(share.size);
+                x.resident = x.resident.saturating_sub(share.resident);
+                x.shared = x.shared.saturating_sub(share.shared);
+                x.data = x.data.saturating_sub(share.data);
+                x.agent = Some(share);
+            }
+        }
+    }
     Series {
         pid: t.pid(),
         exe: t.process.exe.lossy().into_owned(),

@@ -86,6 +86,42 @@ fn samples_match_statm_at_each_step_and_chart() {
         .unwrap();
     assert!(peak >= 64 << 20, "the 64 MiB touched: {peak}");
 
+    // The application's figures are statm minus the agent's own share, shown apart; they
+    // come within 1 MiB of the same program's statm without the agent (what is left is the
+    // agent's libraries' dependencies, libgcc_s).
+    let bare = std::process::Command::new(&exe)
+        .env("MAPAGENT_OFF", "1")
+        .output()
+        .unwrap();
+    let bare: HashMap<String, Vec<u64>> = String::from_utf8_lossy(&bare.stdout)
+        .lines()
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            (
+                f.next().unwrap().to_string(),
+                f.map(|x| x.parse().unwrap()).collect(),
+            )
+        })
+        .collect();
+    for i in 1..=4 {
+        let l = format!("step-{i}");
+        let ts = at_label[&l]["ts"].as_u64().unwrap();
+        let x = samples
+            .iter()
+            .find(|x| x["ts"].as_u64() == Some(ts))
+            .unwrap_or_else(|| panic!("{l}: no sample at {ts}"));
+        let agent = &x["agent"];
+        let (app, own) = (x["size"].as_u64().unwrap(), agent["size"].as_u64().unwrap());
+        assert_eq!((app + own) / 4096, statm[&l][0], "{l}: {x}");
+        assert!(own >= 64 << 20, "{l}: the agent's arena is its own: {x}");
+        let without = bare[&l][0] * 4096;
+        assert!(
+            app.abs_diff(without) <= 1 << 20,
+            "{l}: application {app} under the agent, {without} without"
+        );
+        assert!(agent["resident"].as_u64().unwrap() > 0, "{l}: {x}");
+    }
+
     let svg = dir.join("mem.svg");
     let o = mapagent(&["mem", rec.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
     assert!(o.status.success());

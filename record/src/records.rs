@@ -35,6 +35,7 @@ pub mod kind {
     pub const WATCH_VALUE: u16 = 25;
     pub const KERNEL_MAP: u16 = 26;
     pub const KERNEL_TIMELINE: u16 = 27;
+    pub const AGENT_MEM: u16 = 28;
 }
 
 /// How the process came to be recorded.
@@ -573,6 +574,20 @@ wire_struct! {
     }
 }
 
+wire_struct! {
+    /// The agent's own share of the MemUsage with the same `ts`, in pages, so that views
+    /// about the application can subtract it: its allocator arena, its ring and
+    /// libmapagent.so's own mappings in the process. `resident` and `shared` from pagemap
+    /// (present pages; those of the ring and the library count as shared in statm).
+    pub struct AgentMem {
+        pub ts: u64,
+        pub size: u64,
+        pub resident: u64,
+        pub shared: u64,
+        pub data: u64,
+    }
+}
+
 /// Types of watched globals (MAPAGENT_WATCH=name:type,...).
 pub mod watch_type {
     pub const U8: u8 = 1;
@@ -724,6 +739,7 @@ pub enum Record<'a> {
     WatchValue(WatchValue<'a>),
     KernelMap(KernelMap<'a>),
     KernelTimeline(KernelTimeline<'a>),
+    AgentMem(AgentMem),
     /// A kind this reader does not know (written by a newer agent): skipped, not an error.
     Unknown {
         kind: u16,
@@ -799,6 +815,7 @@ record_kinds! {
     WatchValue => kind::WATCH_VALUE,
     KernelMap => kind::KERNEL_MAP,
     KernelTimeline => kind::KERNEL_TIMELINE,
+    AgentMem => kind::AGENT_MEM,
 }
 
 impl Record<'_> {
@@ -832,6 +849,7 @@ impl Record<'_> {
             Record::WatchValue(r) => r.ts,
             Record::KernelMap(r) => r.ts,
             Record::KernelTimeline(r) => r.ts,
+            Record::AgentMem(r) => r.ts,
             Record::Unknown { .. } => return None,
         })
     }

@@ -23,7 +23,47 @@ impl Writer {
             None => return,
         };
         self.out.put(&Record::MemUsage(m));
+        let a = self.agent_mem(ts);
+        self.out.put(&Record::AgentMem(a));
     }
+
+    /// The agent's own mappings in the process (see AgentMem) and how much of them is there.
+    fn agent_mem(&self, ts: u64) -> rec::AgentMem {
+        let (lo, hi) = (self.ag.arena_start, self.ag.arena_end);
+        let own = own_library();
+        let page = self.page.max(1);
+        let mut a = rec::AgentMem {
+            ts,
+            ..Default::default()
+        };
+        let mut scanner = crate::pages::Scanner::open(page);
+        for r in self.model.space.iter() {
+            let ours = (r.start < hi && lo < r.end)
+                || r.name.starts_with(b"/memfd:mapagent-ring")
+                || (!own.is_empty() && r.name == own);
+            if !ours {
+                continue;
+            }
+            let pages = r.len() / page;
+            a.size += pages;
+            if r.prot & mapagent_record::region::PROT_WRITE != 0 && !r.shared {
+                a.data += pages;
+            }
+            if let Some(s) = scanner.as_mut() {
+                let present = s.scan(r, false, false).present;
+                a.resident += present;
+                if r.shared || r.is_file() {
+                    a.shared += present;
+                }
+            }
+        }
+        a
+    }
+}
+
+/// The path of libmapagent.so, which the collector runs as (its /proc/self/exe).
+fn own_library() -> Vec<u8> {
+    sys::readlink(c"/proc/self/exe").unwrap_or_default()
 }
 
 /// The seven numbers of /proc/self/statm, in pages.

@@ -18,7 +18,11 @@ pub struct Mapping {
     pub offset: u64,
     pub dev: String,
     pub inode: u64,
+    /// The name the kernel prints in maps (empty for anonymous memory).
     pub path: String,
+    /// What mapagent knows the region to be where the kernel prints no name: the agent's own
+    /// allocator ([anon:mapagent]); None otherwise.
+    pub label: Option<String>,
     pub build_id: Option<String>,
     /// Which record established it: mmap, shmat, baseline, reconcile.
     pub source: Option<String>,
@@ -51,11 +55,9 @@ fn mapping(t: &Timeline<'_>, r: &Region, moment: u64) -> Mapping {
         offset: r.offset,
         dev: format!("{:02x}:{:02x}", r.dev_major, r.dev_minor),
         inode: r.ino,
-        path: if r.name.is_empty() && r.start == t.process.agent_heap_start && r.start != 0 {
-            "[anon:mapagent]".to_string()
-        } else {
-            r.display_name()
-        },
+        path: String::from_utf8_lossy(&r.name).into_owned(),
+        label: (r.name.is_empty() && r.start == t.process.agent_heap_start && r.start != 0)
+            .then(|| "[anon:mapagent]".to_string()),
         build_id: t
             .image_for(r, moment)
             .map(|im| im.build_id.clone())
@@ -128,6 +130,7 @@ pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
             "Device".into(),
             "Inode".into(),
             "Source".into(),
+            "Label".into(),
             "Mapping".into(),
         ]];
         let mut total = 0;
@@ -154,6 +157,7 @@ pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
                 m.dev.clone(),
                 m.inode.to_string(),
                 m.source.clone().unwrap_or_default(),
+                m.label.clone().unwrap_or_default(),
                 name,
             ]);
         }

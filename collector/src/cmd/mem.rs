@@ -39,20 +39,32 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool, svg: Option<&Path>) -> Res
             );
             let _ = writeln!(
                 s,
-                "{:>10} {:>11} {:>11} {:>11} {:>11} {:>11}  source",
-                "time (s)", "size", "resident", "shared", "text", "data"
+                "{:>10} {:>11} {:>11} {:>11} {:>11} {:>11}  {:>11} {:>11}  source",
+                "time (s)", "size", "resident", "shared", "text", "data", "agent size", "agent rss"
             );
             for x in &ser.samples {
+                let (asz, ares) = match x.agent {
+                    Some(a) => (human(a.size), human(a.resident)),
+                    None => ("?".into(), "?".into()),
+                };
                 let _ = writeln!(
                     s,
-                    "{:>10.3} {:>11} {:>11} {:>11} {:>11} {:>11}  {}",
+                    "{:>10.3} {:>11} {:>11} {:>11} {:>11} {:>11}  {:>11} {:>11}  {}",
                     x.ts.saturating_sub(ser.start_ns) as f64 / 1e9,
                     human(x.size),
                     human(x.resident),
                     human(x.shared),
                     human(x.text),
                     human(x.data),
+                    asz,
+                    ares,
                     x.source
+                );
+            }
+            if ser.samples.iter().any(|x| x.agent.is_some()) {
+                let _ = writeln!(
+                    s,
+                    "(the application's figures: statm minus the agent's own arena, ring and library, shown apart)"
                 );
             }
         }

@@ -278,7 +278,15 @@ pub type Row = (u64, u64, String, u64, String);
 
 pub fn kernel_rows(maps: &[Region]) -> Vec<Row> {
     maps.iter()
-        .map(|r| (r.start, r.end, r.perms(), r.offset, r.display_name()))
+        .map(|r| {
+            (
+                r.start,
+                r.end,
+                r.perms(),
+                r.offset,
+                String::from_utf8_lossy(&r.name).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -289,10 +297,7 @@ pub fn agent_rows(v: &serde_json::Value) -> Vec<Row> {
         .iter()
         .filter(|m| m["pending"] != true)
         .map(|m| {
-            let mut path = m["path"].as_str().unwrap().to_string();
-            if path == "[anon:mapagent]" {
-                path = "[anon]".into(); // the kernel here cannot name anonymous memory
-            }
+            let path = m["path"].as_str().unwrap().to_string();
             (
                 m["start"].as_u64().unwrap(),
                 m["end"].as_u64().unwrap(),
