@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Overhead of the agent next to its peers, in one run: every workload with no agent, with
 # libmapagent.so (LD_PRELOAD, MAPAGENT_DIR in a scratch directory), under `perf record -e
-# dummy`, under heaptrack and under `strace -f -e trace=memory -o /dev/null`. Every cell is the
-# median of RUNS runs, the configurations interleaved run by run (each run goes through all
-# five in turn, starting one further along each time); ratios are to "none". Prints a Markdown
+# dummy`, under heaptrack and under `strace -f -e trace=memory -o /dev/null`, and the agent
+# without its kernel timeline (MAPAGENT_KERNEL_PAGES=0: what the perf events cost). Every cell
+# is the median of RUNS runs, the configurations interleaved run by run (each run goes through
+# all of them in turn, starting one further along each time); ratios are to "none". Prints a Markdown
 # table (stdout; progress on stderr), then the syscalls of the application and of the agent's
 # collector process in the 1-thread storm, then callgrind's instructions per hooked call.
 #   scripts/bench.sh [RUNS]              (default 5; needs perf, heaptrack, strace; a missing
@@ -41,7 +42,8 @@ $CC -O2 -o $OUT/startup scripts/bench/startup.c
 . scripts/bench/pg.sh
 trap 'pg_cleanup; rm -rf "$TMP"' EXIT
 
-CONFIGS=(none agent perf heaptrack strace)
+CONFIGS=(none agent agent-nok perf heaptrack strace)
+NCFG=${#CONFIGS[@]}
 declare -A R SKIP NOTE
 
 # value CFG FIELD CMD...: the workload's own FIELD line (WALL: ns of the storm, RESULT: ns per
@@ -51,6 +53,7 @@ value() {
     { case $cfg in
         none) "$@" ;;
         agent) LD_PRELOAD=$AGENT MAPAGENT_DIR=$TMP/rec "$@" ;;
+        agent-nok) LD_PRELOAD=$AGENT MAPAGENT_DIR=$TMP/rec MAPAGENT_KERNEL_PAGES=0 "$@" ;;
         perf) perf record -q -e dummy -o "$TMP/perf.data" -- "$@" 2>/dev/null ;;
         heaptrack) heaptrack -o "$TMP/ht" "$@" 2>/dev/null ;;
         strace) strace -f -e trace=memory -o /dev/null "$@" ;;
@@ -66,6 +69,8 @@ wall() {
     { case $cfg in
         none) $OUT/startup "$reps" "$@" ;;
         agent) MAPAGENT_DIR=$TMP/rec BENCH_CHILD_PRELOAD=$AGENT $OUT/startup "$reps" "$@" ;;
+        agent-nok) MAPAGENT_DIR=$TMP/rec MAPAGENT_KERNEL_PAGES=0 BENCH_CHILD_PRELOAD=$AGENT \
+                       $OUT/startup "$reps" "$@" ;;
         perf) $OUT/startup "$reps" perf record -q -e dummy -o "$TMP/perf.data" -- "$@" ;;
         heaptrack) $OUT/startup "$reps" heaptrack -o "$TMP/ht" "$@" ;;
         strace) $OUT/startup "$reps" strace -f -e trace=memory -o /dev/null "$@" ;;
@@ -127,8 +132,8 @@ for key in "${ROWS[@]}"; do
     # one untimed run first, so that no configuration pays for a cold page cache
     if [ "$key" != pg ] && [ -z "${SKIP[$key,none]:-}" ]; then m_$key none >/dev/null; fi
     for run in $(seq "$RUNS"); do
-        for i in 0 1 2 3 4; do
-            cfg=${CONFIGS[$(((i + run - 1) % 5))]}
+        for i in $(seq 0 $((NCFG - 1))); do
+            cfg=${CONFIGS[$(((i + run - 1) % NCFG))]}
             if [ -n "${SKIP[$key,$cfg]:-}" ]; then continue; fi
             v=$(m_$key "$cfg")
             if number "$v"; then vals[$cfg]+="$v "; else FAILS[$key,$cfg]=$((${FAILS[$key,$cfg]:-0} + 1)); fi

@@ -31,6 +31,8 @@ pg_start() {
         none) "${as[@]}" "${pg[@]}" ;;
         agent) "${as[@]}" env LD_PRELOAD="$AGENT" MAPAGENT_DIR="$PGW/rec" \
                    MAPAGENT_WATCH=debug_query_string:str MAPAGENT_WATCH_MS=1 "${pg[@]}" ;;
+        agent-nok) "${as[@]}" env LD_PRELOAD="$AGENT" MAPAGENT_DIR="$PGW/rec" MAPAGENT_KERNEL_PAGES=0 \
+                   MAPAGENT_WATCH=debug_query_string:str MAPAGENT_WATCH_MS=1 "${pg[@]}" ;;
         perf) perf record -q -e dummy -o "$PGW/perf.data" -- "${as[@]}" "${pg[@]}" ;;
         heaptrack) "${as[@]}" heaptrack -o "$PGW/ht" "${pg[@]}" ;;
         strace) strace -f -e trace=memory -o /dev/null "${as[@]}" "${pg[@]}" ;;
