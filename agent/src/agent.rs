@@ -225,6 +225,10 @@ pub struct Control {
     pub done: AtomicU32,
     pub exit_how: AtomicU32,
     pub exit_code: AtomicI32,
+    /// Set by a process that left without waiting for the collector's last look (a young
+    /// fork child): exit_how and exit_code say how, and the collector ends the file with
+    /// them once it sees the process gone.
+    pub exit_noted: AtomicU32,
     /// The thread that last called mapagent_watch_sample().
     pub watch_tid: AtomicU32,
 }

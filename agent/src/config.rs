@@ -34,6 +34,11 @@ pub struct Config {
     /// Pages per CPU of the kernel's ring for its reports of new VMAs (MAPAGENT_KERNEL_PAGES,
     /// a power of two); 0: no kernel timeline, changes behind the hooks wait for a reconcile.
     pub kernel_pages: u32,
+    /// MAPAGENT_CRASH_HANDLERS=1: handlers on SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT
+    /// (over the default disposition only) that hold a crashing process until the collector
+    /// took its last look at the pages. Off by default: the program would see them, and the
+    /// collector sees a crash anyway (Exit vanished, with the signal).
+    pub crash_handlers: bool,
 }
 
 /// The settings as the collector gets them (from the ring's header, not its own environment):
@@ -278,6 +283,7 @@ impl Config {
             snapshot_signal: signal("MAPAGENT_SNAPSHOT_SIGNAL"),
             watch: watches(),
             watch_ms: num("MAPAGENT_WATCH_MS", 0, 0, 86_400_000),
+            crash_handlers: num("MAPAGENT_CRASH_HANDLERS", 0, 0, 1) == 1,
             kernel_pages: match num("MAPAGENT_KERNEL_PAGES", 64, 0, 4096) as u32 {
                 0 => 0,
                 n => n.next_power_of_two(),

@@ -16,6 +16,16 @@ const CRASH_WAIT_NS: u64 = 1_000_000_000;
 /// Longest the starting thread waits for the collector's kernel reports to run (its exec and
 /// the baseline take 1-3 ms; a stuck collector costs no more than this).
 const KERNEL_READY_WAIT_NS: u64 = 200_000_000;
+/// A fork child younger than this at exit does not wait for the collector's last look (the
+/// exit page snapshot, a final reconcile): for a child that forks to run a few calls and
+/// `_exit`, the hand-off costs more than its whole life. Everything it published is in the
+/// ring, which the collector drains after it is gone. (An exec still waits: a look at the
+/// maps after the exec would be the new program's.)
+const YOUNG_CHILD_NS: u64 = 20_000_000;
+
+fn young_child(ag: &Agent) -> bool {
+    ag.origin == origin::FORK as u32 && sys::now().saturating_sub(ag.start_mono) < YOUNG_CHILD_NS
+}
 
 static EXITING: AtomicBool = AtomicBool::new(false);
 
@@ -38,7 +48,9 @@ pub fn init() {
         libc_on_exit(at_exit, core::ptr::null_mut());
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
-    install_crash_handlers();
+    if cfg.crash_handlers {
+        install_crash_handlers();
+    }
     if let Some(sig) = cfg.snapshot_signal {
         install_snapshot_signal(sig);
     }
@@ -78,7 +90,11 @@ fn start(cfg: Config, origin: u8, parent_pid: u32, origin_ts: u64, exe: Vec<u8>)
         Event::new(Kind::Baseline, [ppid, 0, 0, 0, 0, 0, 0, 0]),
         &maps,
     );
-    if ag.cfg.kernel_pages > 0 {
+    // A fork child does not wait: it would pay for the collector's exec on every fork (a
+    // third of a short child's life), and what it maps behind the hooks before the reports
+    // start is found by a reconcile, with its window. A new program waits: its start-up is
+    // where ld.so and malloc map the most behind the hooks.
+    if ag.cfg.kernel_pages > 0 && origin != origin::FORK {
         wait_kernel_ready(ag);
     }
     agent::install(ag);
@@ -134,6 +150,11 @@ fn on_exit_now(how: u8, code: c_int, wait_ns: u64) {
     }
     ag.ctl.exit_how.store(how as u32, Ordering::Release);
     ag.ctl.exit_code.store(code, Ordering::Release);
+    if young_child(ag) && how != exit_how::SIGNAL {
+        ag.ctl.exit_noted.store(1, Ordering::Release);
+        agent::deactivate();
+        return;
+    }
     let seq = ag.ctl.post(ag, req::EXIT);
     ag.ctl.wait(ag, seq, wait_ns);
     agent::deactivate();

@@ -77,6 +77,17 @@ fn same_with_agent(
         "{name} failed even without the agent: {}",
         String::from_utf8_lossy(&plain.stderr)
     );
+    // A process killed at the end (gdb kills its inferior) is ended by its collector a
+    // moment after it is gone: wait for every file to end (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline
+        && !record_dumps(&rec).iter().all(|(_, r)| {
+            r.last()
+                .is_some_and(|l| l["type"] == "Exit" || r.iter().any(|x| x["type"] == "Exec"))
+        })
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // Recorded, and every file reads back whole.
     let files = std::fs::read_dir(&rec)
         .unwrap_or_else(|_| panic!("{name}: no records"))
@@ -93,6 +104,24 @@ fn same_with_agent(
         !text.contains("no exit record"),
         "{name}: a process ended without an exit record:\n{text}"
     );
+    let o = mapagent(&["images", rec.to_str().unwrap()]);
+    assert!(o.status.success(), "{name}: mapagent images failed");
+    // Every file non-empty, whole, ended, and nothing lost.
+    for (f, recs) in record_dumps(&rec) {
+        assert!(!recs.is_empty(), "{name}: {} is empty", f.display());
+        assert_eq!(recs[0]["type"], "Process", "{name}: {}", f.display());
+        let last = recs.last().unwrap();
+        assert!(
+            last["type"] == "Exit" || recs.iter().any(|r| r["type"] == "Exec"),
+            "{name}: {} does not end with Exit: {last}",
+            f.display()
+        );
+        let lost: Vec<_> = recs
+            .iter()
+            .filter(|r| r["type"] == "Lost" || (r["type"] == "KernelTimeline" && r["state"] == 2))
+            .collect();
+        assert!(lost.is_empty(), "{name}: {} lost events: {lost:?}", f.display());
+    }
     rec
 }
 
@@ -188,4 +217,97 @@ fn python_with_jemalloc_preloaded_too() {
         .filter(|l| l.contains("\"type\":\"Mmap\""))
         .count();
     assert!(mmaps > 10, "only {mmaps} mmap events under jemalloc");
+}
+
+#[test]
+fn node_with_worker_threads_and_a_child_process() {
+    let js = "const { Worker } = require('worker_threads'); const cp = require('child_process'); \
+              const w = new Worker('const { parentPort } = require(\"worker_threads\"); let s = 0; for (let i = 0; i < 1e6; i++) s += i; parentPort.postMessage(s);', { eval: true }); \
+              w.on('message', (s) => { console.log('worker', s); console.log(cp.execFileSync('/bin/echo', ['child']).toString().trim()); });";
+    let rec = same_with_agent("node", &["node", "-e", js], None, None);
+    let files = std::fs::read_dir(&rec).unwrap().count();
+    assert!(files >= 2, "node and its /bin/echo child: {files} files");
+}
+
+#[test]
+fn java_version() {
+    same_with_agent("java", &["java", "-version"], None, None);
+}
+
+#[test]
+fn git_init_add_commit_gc_of_500_files() {
+    let script = "set -e; rm -rf r; git init -q r; cd r; for i in $(seq 500); do echo $i > f$i; done; \
+                  git add .; git -c user.name=t -c user.email=t@example.com commit -qm x; git gc -q; \
+                  git ls-files | wc -l; git rev-list --count HEAD; git count-objects -v | grep -E '^(count|in-pack|packs):'";
+    same_with_agent("git", &["bash", "-c", script], None, None);
+}
+
+#[test]
+fn make_j2_of_a_small_c_project() {
+    let dir = scratch("make-src");
+    for i in 0..6 {
+        std::fs::write(
+            dir.join(format!("m{i}.c")),
+            format!("int f{i}(int x) {{ return x * {i} + 1; }}\n"),
+        )
+        .unwrap();
+    }
+    let calls: String = (0..6).map(|i| format!("f{i}(2) + ")).collect();
+    let decls: String = (0..6).map(|i| format!("int f{i}(int);")).collect();
+    std::fs::write(
+        dir.join("main.c"),
+        format!("#include <stdio.h>\n{decls}\nint main(void) {{ printf(\"%d\\n\", {calls}0); return 0; }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Makefile"),
+        "OBJS = main.o m0.o m1.o m2.o m3.o m4.o m5.o\nprog: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n%.o: %.c\n\t$(CC) -O2 -c $<\nclean:\n\trm -f prog *.o\n",
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let script = format!("make -s -C {d} clean && make -s -j2 -C {d} && {d}/prog");
+    let rec = same_with_agent("make", &["bash", "-c", &script], None, None);
+    let files = std::fs::read_dir(&rec).unwrap().count();
+    assert!(files >= 8, "make, its shells and compilers: {files} files");
+}
+
+#[test]
+fn gdb_batch_running_a_program() {
+    let exe = cc("visible", &["visible.c"], &["-ldl"]);
+    same_with_agent(
+        "gdb",
+        &[
+            "gdb",
+            "-q",
+            "-nx",
+            "-batch",
+            "-ex",
+            "set print inferior-events off",
+            "-ex",
+            "set print thread-events off",
+            "-ex",
+            "break main",
+            "-ex",
+            "run",
+            "-ex",
+            "next 6",
+            "-ex",
+            "info inferiors 2",
+            exe.to_str().unwrap(),
+        ],
+        None,
+        None,
+    );
+}
+
+#[test]
+fn bash_loop_of_200_forks_and_execs() {
+    let rec = same_with_agent(
+        "bash-loop",
+        &["bash", "-c", "for i in $(seq 200); do /bin/true; done; echo done"],
+        None,
+        None,
+    );
+    let files = std::fs::read_dir(&rec).unwrap().count();
+    assert!(files >= 201, "bash and its 200 children: {files} files");
 }

@@ -46,44 +46,74 @@ fn mark(stdout: &[u8]) -> u64 {
     u64::from_str_radix(v, 16).unwrap()
 }
 
+/// The file's Exit record. A process that died without an exit path the agent ran (a crash
+/// without MAPAGENT_CRASH_HANDLERS) is ended by its collector once it sees it gone, a moment
+/// after the process: wait for that (bounded).
 fn last_exit(rec: &std::path::Path) -> serde_json::Value {
-    dump_json(rec)
-        .into_iter()
-        .rev()
-        .find(|r| r["type"] == "Exit")
-        .expect("an Exit record")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(e) = dump_json(rec).into_iter().rev().find(|r| r["type"] == "Exit") {
+            return e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no Exit record");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// How a crash ends the record: by default the agent installs no handler (the program would
+/// see it), and the collector sees the process go with the signal (vanished); with
+/// MAPAGENT_CRASH_HANDLERS=1 a handler holds the process for the last look (signal).
+fn crash_ending(handlers: bool) -> (u64, &'static str) {
+    if handlers {
+        (2, "1")
+    } else {
+        (5, "0")
+    }
 }
 
 #[test]
 fn crash_by_sigsegv_still_writes_everything() {
-    let rec = scratch("segv").join("rec");
-    let o = agent_cmd(&["segv"], &rec).output().unwrap();
-    assert_eq!(
-        o.status.signal(),
-        Some(libc::SIGSEGV),
-        "the crash is still a SIGSEGV: {:?}",
-        o.status
-    );
-    let e = last_exit(&rec);
-    assert_eq!(
-        (e["how"].as_u64(), e["code"].as_u64()),
-        (Some(2), Some(libc::SIGSEGV as u64)),
-        "{e}"
-    );
-    let v = mapagent_json(&["maps", rec.to_str().unwrap(), "--json"]);
-    assert_eq!(mapping_at(&v, mark(&o.stdout)).unwrap()["source"], "mmap");
+    for handlers in [false, true] {
+        let (how, env) = crash_ending(handlers);
+        let rec = scratch("segv").join(format!("rec-{env}"));
+        let o = agent_cmd(&["segv"], &rec)
+            .env("MAPAGENT_CRASH_HANDLERS", env)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGSEGV),
+            "the crash is still a SIGSEGV: {:?}",
+            o.status
+        );
+        let e = last_exit(&rec);
+        assert_eq!(
+            (e["how"].as_u64(), e["code"].as_u64()),
+            (Some(how), Some(libc::SIGSEGV as u64)),
+            "handlers {handlers}: {e}"
+        );
+        let v = mapagent_json(&["maps", rec.to_str().unwrap(), "--json"]);
+        assert_eq!(mapping_at(&v, mark(&o.stdout)).unwrap()["source"], "mmap");
+    }
 }
 
 #[test]
 fn abort_still_writes_everything() {
-    let rec = scratch("abort").join("rec");
-    let o = agent_cmd(&["abort"], &rec).output().unwrap();
-    assert_eq!(o.status.signal(), Some(libc::SIGABRT));
-    let e = last_exit(&rec);
-    assert_eq!(
-        (e["how"].as_u64(), e["code"].as_u64()),
-        (Some(2), Some(libc::SIGABRT as u64))
-    );
+    for handlers in [false, true] {
+        let (how, env) = crash_ending(handlers);
+        let rec = scratch("abort").join(format!("rec-{env}"));
+        let o = agent_cmd(&["abort"], &rec)
+            .env("MAPAGENT_CRASH_HANDLERS", env)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.signal(), Some(libc::SIGABRT));
+        let e = last_exit(&rec);
+        assert_eq!(
+            (e["how"].as_u64(), e["code"].as_u64()),
+            (Some(how), Some(libc::SIGABRT as u64)),
+            "handlers {handlers}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -130,6 +130,10 @@ impl Writer {
         let mut desc = process::describe(ag);
         desc.gen = w.out.gen;
         w.out.put(&Record::Process(desc.record(&w.auxv)));
+        // First thing: the starting thread waits for this, while it lists its images and
+        // reads its maps for the baseline. A report from before the baseline is read is
+        // placed again by the baseline, which replaces everything.
+        w.open_kernel();
         w.out.flush()?;
         tracing::info!(file = %w.out.path.display(), "recording");
         Ok(w)
@@ -161,7 +165,6 @@ impl Writer {
             self.out.flush()?;
             return Err(e);
         }
-        self.open_kernel();
         // Where memory use starts (again after a fork: the child's own line begins here).
         self.mem_usage();
         self.resolve_watches(true);
@@ -538,6 +541,13 @@ impl Writer {
     /// The process is gone without an exit the agent saw: end the file saying so, with the
     /// signal that killed it when the kernel still has its wait status.
     fn vanished(&mut self) {
+        if self.ag.ctl.exit_noted.load(Ordering::Acquire) != 0 {
+            // It said how it ended and left without waiting (a young fork child).
+            let how = self.ag.ctl.exit_how.load(Ordering::Acquire) as u8;
+            let code = self.ag.ctl.exit_code.load(Ordering::Acquire);
+            self.put_exit(how, code);
+            return;
+        }
         let code = match self.alive.exit_status() {
             Some(st) if libc::WIFSIGNALED(st) => libc::WTERMSIG(st),
             Some(st) if libc::WIFEXITED(st) => {
