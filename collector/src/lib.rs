@@ -13,6 +13,7 @@ pub mod elfimage;
 pub mod error;
 pub mod input;
 pub mod mem;
+pub mod output;
 pub mod page_map;
 pub mod perf;
 pub mod progress;

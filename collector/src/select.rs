@@ -10,12 +10,15 @@ use std::path::Path;
 /// read; `truncated` tells the caller to exit non-zero once its output is out.
 pub struct Loaded {
     recordings: Vec<Recording>,
+    /// What the user named (a file or a directory).
+    pub path: std::path::PathBuf,
 }
 
 impl Loaded {
     pub fn open(path: &Path) -> Result<Loaded> {
         Ok(Loaded {
             recordings: input::open_all(path)?,
+            path: path.to_path_buf(),
         })
     }
 
@@ -47,7 +50,8 @@ pub fn timelines<'a>(loaded: &'a Loaded, parsed: &'a [Parsed<'a>]) -> Vec<Timeli
         .zip(parsed)
         .filter_map(|(r, p)| {
             let t = Timeline::build(r.path.clone(), p);
-            if t.is_none() {
+            // A lone file gets one line: pick's error names it.
+            if t.is_none() && loaded.recordings.len() > 1 {
                 eprintln!(
                     "mapagent: warning: {}: no process record; skipped",
                     r.path.display()
@@ -63,10 +67,19 @@ pub fn timelines<'a>(loaded: &'a Loaded, parsed: &'a [Parsed<'a>]) -> Vec<Timeli
 /// The timelines to show: one pid (the program it was running at `at`, or all it ran if `at`
 /// is the end) or every process.
 pub fn pick<'t, 'a>(
+    loaded: &Loaded,
     all: &'t [Timeline<'a>],
     pid: Option<u32>,
     at: At,
 ) -> Result<Vec<&'t Timeline<'a>>> {
+    if all.is_empty() {
+        // Nothing to show is bad input, not an empty answer (the warnings above say why
+        // each file was skipped).
+        return Err(Error::input(format!(
+            "{}: no process recorded in it",
+            loaded.path.display()
+        )));
+    }
     let Some(pid) = pid else {
         return Ok(all.iter().collect());
     };

@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 
 /// A real record file written by the agent.
 fn real_record() -> PathBuf {
-    let rec = scratch("cli-real").join("rec");
+    real_record_in("cli-real")
+}
+
+/// The same in a scratch directory of its own (scratch directories are made afresh: two tests
+/// running at once must not share one).
+fn real_record_in(name: &str) -> PathBuf {
+    let rec = scratch(name).join("rec");
     let exe = cc("lifecycle", &["lifecycle.c"], &["-pthread"]);
     let o = std::process::Command::new(exe)
         .args(["storm", "1", "200"])
@@ -240,4 +246,107 @@ fn run_reports_records_and_exit_status() {
         err.contains("statically linked (no PT_INTERP)") && err.contains("no records written"),
         "{err}"
     );
+}
+
+/// Issue 11: an output that names an input, a record file, a symlink or a directory is
+/// refused with one line and exit 2, and what it named is left as it was.
+#[test]
+fn outputs_never_destroy_inputs_or_follow_symlinks() {
+    let rec = real_record_in("cli-outputs-rec");
+    let dir = scratch("cli-outputs");
+    let r = rec.to_str().unwrap();
+    let original = std::fs::read(&rec).unwrap();
+    // A perf.data to inject into: the agent's own standalone one.
+    let data = dir.join("p.data");
+    assert_eq!(
+        run(&["perf", r, "-o", data.to_str().unwrap()]).code,
+        Some(0)
+    );
+    let perf_bytes = std::fs::read(&data).unwrap();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, b"not yours").unwrap();
+    let link = dir.join("planted");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let d = data.to_str().unwrap();
+    let l = link.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["inject", "-i", d, "-o", d, r], "is also an input"),
+        (vec!["perf", r, "-o", r], "is also an input"),
+        (vec!["perf", r, "-o", l], "is a symbolic link"),
+        (vec!["mem", r, "--svg", r], "is also an input"),
+        (vec!["mem", r, "--svg", l], "is a symbolic link"),
+        (
+            vec!["perf", r, "-o", dir.to_str().unwrap()],
+            "not a regular file",
+        ),
+    ];
+    for (args, what) in &cases {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(what), "{args:?}: {}", out.stderr);
+    }
+    // Another record file is not an output either.
+    let other = dir.join("other.mrec");
+    std::fs::write(&other, &original).unwrap();
+    let out = run(&["perf", r, "-o", other.to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is a mapagent record file"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(&rec).unwrap(),
+        original,
+        "the record is intact"
+    );
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        perf_bytes,
+        "the perf.data is intact"
+    );
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"not yours",
+        "nothing written through the link"
+    );
+    // No temporary file is left beside any of them.
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!n.contains(".mapagent-"), "left behind: {n}");
+    }
+}
+
+/// Issue 11: a file holding only the header, or cut inside its first record, is bad input
+/// to every command (exit 2, the last line names the file), never a panic.
+#[test]
+fn header_only_and_cut_in_the_first_record_for_every_command() {
+    let rec = real_record_in("cli-header-only");
+    let bytes = std::fs::read(&rec).unwrap();
+    let dir = scratch("cli-header-only-files");
+    for (name, len) in [("header.mrec", 32), ("cut.mrec", 200)] {
+        let f = dir.join(name);
+        std::fs::write(&f, &bytes[..len]).unwrap();
+        let p = f.to_str().unwrap();
+        let html = dir.join("o.html");
+        let h = html.to_str().unwrap();
+        for args in [
+            vec!["dump", p],
+            vec!["maps", p],
+            vec!["images", p],
+            vec!["mem", p],
+            vec!["watch", p],
+            vec!["dirty", p],
+            vec!["pages", p, "--image", "libc", "-o", h],
+            vec!["diff", p, p],
+            vec!["perf", p, "-o", h],
+            vec!["shm", "--record", p],
+        ] {
+            let r = run(&args);
+            assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+            let last = r.stderr.lines().last().unwrap_or("");
+            assert!(last.contains(name), "{args:?}: {}", r.stderr);
+        }
+    }
 }

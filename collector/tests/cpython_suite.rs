@@ -34,7 +34,11 @@ fn outcomes(xml: &str) -> BTreeMap<String, &'static str> {
     for case in xml.split("<testcase").skip(1) {
         let head = &case[..case.find('>').unwrap_or(case.len())];
         let body_end = case.find("</testcase>").unwrap_or(case.len());
-        let body = if head.ends_with('/') { "" } else { &case[..body_end] };
+        let body = if head.ends_with('/') {
+            ""
+        } else {
+            &case[..body_end]
+        };
         let state = if body.contains("<failure") {
             "failed"
         } else if body.contains("<error") {
@@ -44,14 +48,28 @@ fn outcomes(xml: &str) -> BTreeMap<String, &'static str> {
         } else {
             "passed"
         };
-        out.insert(format!("{}.{}", attr(head, "classname"), attr(head, "name")), state);
+        out.insert(
+            format!("{}.{}", attr(head, "classname"), attr(head, "name")),
+            state,
+        );
     }
     out
 }
 
-fn run_suite(dir: &std::path::Path, agent_rec: Option<&std::path::Path>) -> (f64, BTreeMap<String, &'static str>, String) {
-    let xml = dir.join(if agent_rec.is_some() { "with.xml" } else { "without.xml" });
-    let work = dir.join(if agent_rec.is_some() { "with" } else { "without" });
+fn run_suite(
+    dir: &std::path::Path,
+    agent_rec: Option<&std::path::Path>,
+) -> (f64, BTreeMap<String, &'static str>, String) {
+    let xml = dir.join(if agent_rec.is_some() {
+        "with.xml"
+    } else {
+        "without.xml"
+    });
+    let work = dir.join(if agent_rec.is_some() {
+        "with"
+    } else {
+        "without"
+    });
     std::fs::create_dir_all(&work).unwrap();
     let mut c = Command::new("/usr/bin/python3.11");
     c.args(["-m", "test", "-j1", "-W", "--junit-xml"])
@@ -66,7 +84,8 @@ fn run_suite(dir: &std::path::Path, agent_rec: Option<&std::path::Path>) -> (f64
     let (_, o) = run_bounded(c, "python3.11 -m test", 1500);
     let secs = t.elapsed().as_secs_f64();
     let log = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    let x = std::fs::read_to_string(&xml).unwrap_or_else(|e| panic!("{}: {e}\n{log}", xml.display()));
+    let x =
+        std::fs::read_to_string(&xml).unwrap_or_else(|e| panic!("{}: {e}\n{log}", xml.display()));
     (secs, outcomes(&x), log)
 }
 
@@ -85,7 +104,11 @@ fn cpython_regression_tests_pass_the_same_under_the_agent() {
         without.len(),
         t_with / t_without
     );
-    assert!(without.len() > 500, "only {} test cases ran:\n{log_without}", without.len());
+    assert!(
+        without.len() > 500,
+        "only {} test cases ran:\n{log_without}",
+        without.len()
+    );
     let mut differ = Vec::new();
     for (case, &state) in &without {
         let got = with.get(case).copied().unwrap_or("missing");
@@ -101,10 +124,18 @@ fn cpython_regression_tests_pass_the_same_under_the_agent() {
         "{} test cases differ:\n{}\n--- log with the agent ---\n{}",
         differ.len(),
         differ.join("\n"),
-        log_with.lines().rev().take(80).collect::<Vec<_>>().join("\n")
+        log_with
+            .lines()
+            .rev()
+            .take(80)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // The agent said nothing on the tests' stdout/stderr.
-    assert!(!log_with.contains("mapagent"), "the agent wrote into the program's output");
+    assert!(
+        !log_with.contains("mapagent"),
+        "the agent wrote into the program's output"
+    );
     // Every process it recorded has a complete, readable file.
     for (f, recs) in record_dumps(&rec) {
         assert!(!recs.is_empty(), "{} is empty", f.display());

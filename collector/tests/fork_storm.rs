@@ -16,7 +16,11 @@ fn fork_storm(env_agent: bool, rec: &std::path::Path) -> (u64, String) {
     }
     let (_, o) = run_bounded(c, "fork_storm", 120);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let wall = text
         .lines()
         .find_map(|l| l.strip_prefix("WALL "))
@@ -69,4 +73,3 @@ fn a_hundred_forks_while_threads_map_and_dlopen_are_all_recorded() {
     }
     assert!(ratio <= 3.0, "the agent made 100 forks {ratio:.2}x slower");
 }
-

@@ -68,7 +68,11 @@ fn killed_at_random_points_every_record_reads_whole_and_says_how_it_ended() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_micros(seed % 40_000);
-        let sig = if i % 2 == 0 { libc::SIGKILL } else { libc::SIGTERM };
+        let sig = if i % 2 == 0 {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        };
         let rec = dir.join(format!("rec{i}"));
         let mut child = Command::new(&exe)
             .arg("100000")
@@ -86,8 +90,9 @@ fn killed_at_random_points_every_record_reads_whole_and_says_how_it_ended() {
         let t = Instant::now();
         let parent_file = || {
             std::fs::read_dir(&rec).ok().and_then(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .find(|p| p.file_name().unwrap().to_string_lossy() == format!("{}.mrec", child.id()))
+                d.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+                    p.file_name().unwrap().to_string_lossy() == format!("{}.mrec", child.id())
+                })
             })
         };
         loop {
@@ -112,7 +117,12 @@ fn killed_at_random_points_every_record_reads_whole_and_says_how_it_ended() {
                 assert_eq!(last["type"], "Exit", "{}: {last}", f.display());
                 continue;
             }
-            assert_eq!(last["type"], "Exit", "run {i} ({delay:?}): {}: {last}", f.display());
+            assert_eq!(
+                last["type"],
+                "Exit",
+                "run {i} ({delay:?}): {}: {last}",
+                f.display()
+            );
             // SIGKILL runs no handler: the collector saw the process go (vanished, with
             // the signal); SIGTERM's default action neither.
             assert_eq!(last["how"], 5, "run {i}: vanished: {last}");

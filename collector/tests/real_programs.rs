@@ -120,7 +120,11 @@ fn same_with_agent(
             .iter()
             .filter(|r| r["type"] == "Lost" || (r["type"] == "KernelTimeline" && r["state"] == 2))
             .collect();
-        assert!(lost.is_empty(), "{name}: {} lost events: {lost:?}", f.display());
+        assert!(
+            lost.is_empty(),
+            "{name}: {} lost events: {lost:?}",
+            f.display()
+        );
     }
     rec
 }
@@ -304,7 +308,11 @@ fn gdb_batch_running_a_program() {
 fn bash_loop_of_200_forks_and_execs() {
     let rec = same_with_agent(
         "bash-loop",
-        &["bash", "-c", "for i in $(seq 200); do /bin/true; done; echo done"],
+        &[
+            "bash",
+            "-c",
+            "for i in $(seq 200); do /bin/true; done; echo done",
+        ],
         None,
         None,
     );

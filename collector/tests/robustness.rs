@@ -52,7 +52,11 @@ fn mark(stdout: &[u8]) -> u64 {
 fn last_exit(rec: &std::path::Path) -> serde_json::Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        if let Some(e) = dump_json(rec).into_iter().rev().find(|r| r["type"] == "Exit") {
+        if let Some(e) = dump_json(rec)
+            .into_iter()
+            .rev()
+            .find(|r| r["type"] == "Exit")
+        {
             return e;
         }
         assert!(std::time::Instant::now() < deadline, "no Exit record");

@@ -495,8 +495,7 @@ fn extract(
             ))
         })?;
     let bytes = core.bytes(l);
-    std::fs::write(out, bytes)
-        .map_err(|e| Error::failure(format!("{}: cannot write: {e}", out.display())))?;
+    crate::output::write(out, &[path], bytes)?;
     eprintln!(
         "mapagent: wrote {} bytes of {:#x}-{:#x} {} to {}",
         bytes.len(),

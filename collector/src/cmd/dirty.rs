@@ -25,7 +25,7 @@ pub fn reports(path: &Path, a: &Args) -> Result<(Vec<Report>, bool)> {
     let parsed = loaded.parse()?;
     let truncated = select::warn_truncated(&parsed);
     let all = select::timelines(&loaded, &parsed);
-    let chosen = select::pick(&all, a.pid, At::End)?;
+    let chosen = select::pick(&loaded, &all, a.pid, At::End)?;
     let opts = Options {
         image: a.image.clone(),
         all: a.all,

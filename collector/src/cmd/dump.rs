@@ -186,13 +186,24 @@ pub fn run(path: &Path, json: bool) -> Result<i32> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut truncated = false;
+    let mut empty = Vec::new();
     for f in &files {
         let r = Recording::open(f)?;
         if files.len() > 1 && !json {
             writeln!(out, "# {}", f.display()).ok();
         }
         truncated |= dump_file(&r, json, &mut out)?;
+        if r.parse().is_ok_and(|p| p.items.is_empty()) {
+            empty.push(f.display().to_string());
+        }
     }
     out.flush().ok();
+    // A file with not one whole record is bad input, as it is to every other command.
+    if !empty.is_empty() && empty.len() == files.len() {
+        return Err(crate::Error::input(format!(
+            "{}: not one whole record in it",
+            empty.join(", ")
+        )));
+    }
     Ok(super::exit_code(truncated))
 }

@@ -37,7 +37,7 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool) -> Result<i32> {
     let parsed = loaded.parse()?;
     let truncated = select::warn_truncated(&parsed);
     let all = select::timelines(&loaded, &parsed);
-    let chosen = select::pick(&all, pid, At::End)?;
+    let chosen = select::pick(&loaded, &all, pid, At::End)?;
     if json {
         let mut v = Vec::new();
         for t in &chosen {

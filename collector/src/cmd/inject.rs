@@ -324,7 +324,7 @@ pub fn run(
         plan.push((scan.rounds[k].0, i));
     }
     // Write: original bytes up to each insertion point, then the records that go there.
-    let file = std::fs::File::create(output).map_err(|e| crate::error::io(output, e))?;
+    let (placed, file) = crate::output::Output::create(output, &[input_path, rec_path])?;
     let io = |e: std::io::Error| Error::failure(format!("writing {}: {e}", output.display()));
     let attrs: Vec<AttrOut> = input
         .attrs
@@ -368,6 +368,7 @@ pub fn run(
         feats.push((feat::BUILD_ID, bids));
     }
     w.finish(feats).map_err(io)?;
+    placed.commit()?;
     // perf finds the kept copies through its build-id cache.
     let cache = buildid_dir.unwrap_or_else(buildid_cache::default_dir);
     let mut cached = 0;

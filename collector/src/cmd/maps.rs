@@ -91,7 +91,7 @@ pub fn run(path: &Path, pid: Option<u32>, at: At, json: bool) -> Result<i32> {
     let parsed = loaded.parse()?;
     let truncated = select::warn_truncated(&parsed);
     let all = select::timelines(&loaded, &parsed);
-    let chosen = select::pick(&all, pid, at)?;
+    let chosen = select::pick(&loaded, &all, pid, at)?;
     if json {
         let v: Vec<Mapping> = chosen
             .iter()

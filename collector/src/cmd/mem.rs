@@ -12,7 +12,7 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool, svg: Option<&Path>) -> Res
     let parsed = loaded.parse()?;
     let truncated = select::warn_truncated(&parsed);
     let all = select::timelines(&loaded, &parsed);
-    let chosen = select::pick(&all, pid, At::End)?;
+    let chosen = select::pick(&loaded, &all, pid, At::End)?;
     let series: Vec<Series> = chosen.iter().map(|t| mem::series(t)).collect();
     if series.iter().all(|s| s.samples.is_empty()) {
         return Err(Error::input(format!(
@@ -21,8 +21,7 @@ pub fn run(path: &Path, pid: Option<u32>, json: bool, svg: Option<&Path>) -> Res
         )));
     }
     if let Some(out) = svg {
-        std::fs::write(out, mem::svg(&series))
-            .map_err(|e| Error::failure(format!("{}: cannot write: {e}", out.display())))?;
+        crate::output::write(out, &[path], mem::svg(&series).as_bytes())?;
         eprintln!("mapagent: wrote {}", out.display());
     }
     if json {

@@ -1,7 +1,7 @@
 //! `mapagent pages DIR|FILE --image NAME -o page-map.html`: the page map of an image.
 
 use crate::cmd::dirty::{self as dirty_cmd, Args as DirtyArgs};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::page_map;
 use crate::snapshot::Which;
 use std::path::Path;
@@ -47,8 +47,7 @@ pub fn run(
             html.insert_str(at, body);
         }
     }
-    std::fs::write(output, html)
-        .map_err(|e| Error::failure(format!("{}: cannot write: {e}", output.display())))?;
+    crate::output::write(output, &[path], html.as_bytes())?;
     eprintln!("mapagent: wrote {}", output.display());
     Ok(super::exit_code(truncated))
 }

@@ -44,7 +44,7 @@ pub fn run(path: &Path, out: &Path) -> Result<i32> {
         );
     }
     synth.sort();
-    let file = std::fs::File::create(out).map_err(|e| crate::error::io(out, e))?;
+    let (placed, file) = crate::output::Output::create(out, &[path])?;
     let io = |e: std::io::Error| Error::failure(format!("writing {}: {e}", out.display()));
     let attr = dummy_attr();
     let mut w = PerfOut::begin(
@@ -124,6 +124,7 @@ pub fn run(path: &Path, out: &Path) -> Result<i32> {
         feats.push((feat::BUILD_ID, bids));
     }
     w.finish(feats).map_err(io)?;
+    placed.commit()?;
     eprintln!(
         "mapagent: wrote {} records for {} process image{} to {}",
         synth.items.len(),

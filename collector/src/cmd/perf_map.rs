@@ -43,7 +43,7 @@ pub fn run(path: &Path, pid: Option<u32>, dir: &Path) -> Result<i32> {
     let parsed = loaded.parse()?;
     let truncated = select::warn_truncated(&parsed);
     let all = select::timelines(&loaded, &parsed);
-    let chosen = select::pick(&all, pid, At::End)?;
+    let chosen = select::pick(&loaded, &all, pid, At::End)?;
     std::fs::create_dir_all(dir).map_err(|e| crate::error::io(dir, e))?;
     let mut written = 0;
     for t in chosen {
@@ -75,8 +75,7 @@ pub fn run(path: &Path, pid: Option<u32>, dir: &Path) -> Result<i32> {
             .iter()
             .map(|(a, s, n)| format!("{a:x} {s:x} {n}\n"))
             .collect();
-        std::fs::write(&out, text)
-            .map_err(|e| Error::failure(format!("writing {}: {e}", out.display())))?;
+        crate::output::write(&out, &[path], text.as_bytes())?;
         eprintln!("mapagent: {}: {} symbols", out.display(), lines.len());
         written += 1;
     }

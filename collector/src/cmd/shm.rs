@@ -26,16 +26,19 @@ pub struct Attach {
 
 pub fn run(json: bool, record: Option<&Path>) -> Result<i32> {
     let (segs, source) = shm::list()?;
-    let attaches = match record {
-        Some(p) => Some(attachments(p)?),
-        None => None,
+    let (attaches, truncated) = match record {
+        Some(p) => {
+            let (a, t) = attachments(p)?;
+            (Some(a), t)
+        }
+        None => (None, false),
     };
     if json {
         match &attaches {
             None => super::json_out(&segs)?,
             Some(a) => super::json_out(&serde_json::json!({ "segments": segs, "attachments": a }))?,
         }
-        return Ok(0);
+        return Ok(super::exit_code(truncated));
     }
     let mut s = String::new();
     table(&mut s, &segs, source);
@@ -58,7 +61,7 @@ pub fn run(json: bool, record: Option<&Path>) -> Result<i32> {
         }
     }
     print!("{s}");
-    Ok(0)
+    Ok(super::exit_code(truncated))
 }
 
 fn owner(uid: u32) -> String {
@@ -127,12 +130,13 @@ fn table(s: &mut String, segs: &[Segment], source: shm::Source) {
     );
 }
 
-/// Every shmat/shmdt the agent recorded, in time order.
-pub fn attachments(path: &Path) -> Result<Vec<Attach>> {
+/// Every shmat/shmdt the agent recorded, in time order, and whether a file was cut short.
+pub fn attachments(path: &Path) -> Result<(Vec<Attach>, bool)> {
     let loaded = select::Loaded::open(path)?;
     let parsed = loaded.parse()?;
-    select::warn_truncated(&parsed);
+    let truncated = select::warn_truncated(&parsed);
     let all = select::timelines(&loaded, &parsed);
+    select::pick(&loaded, &all, None, crate::text::At::End)?;
     let mut out = Vec::new();
     for t in &all {
         for it in t.items() {
@@ -164,5 +168,5 @@ pub fn attachments(path: &Path) -> Result<Vec<Attach>> {
         }
     }
     out.sort_by_key(|a| a.ts);
-    Ok(out)
+    Ok((out, truncated))
 }

@@ -72,7 +72,7 @@ pub fn run(path: &Path, a: &Args<'_>) -> Result<i32> {
     let parsed = loaded.parse()?;
     let truncated = select::warn_truncated(&parsed);
     let all = select::timelines(&loaded, &parsed);
-    let chosen = select::pick(&all, pid, At::End)?;
+    let chosen = select::pick(&loaded, &all, pid, At::End)?;
     let hist: Vec<History> = chosen
         .iter()
         .map(|t| watch::history(t))
