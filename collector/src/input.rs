@@ -5,6 +5,7 @@
 use crate::error::{io, Error, Result};
 use mapagent_record::frame::{self, FrameError, Frames};
 use mapagent_record::records::{Process, Record};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// One record file, mapped or read into memory.
@@ -23,18 +24,36 @@ pub enum Data {
 }
 
 impl Data {
-    /// A regular file is mapped; anything else (a pipe, /dev/stdin, an empty file, which
-    /// cannot be mapped) is read.
+    /// A regular file, mapped (an empty one, which cannot be mapped, is read). Anything else
+    /// is refused before it is opened for reading: a FIFO would block the reader forever, a
+    /// device could be read without end. Not populated: the pages are read as they are
+    /// parsed, so a huge sparse file costs no memory up front.
     pub fn open(path: &Path) -> Result<Data> {
-        let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
-        let meta = file.metadata().map_err(|e| io(path, e))?;
-        if meta.is_file() && meta.len() > 0 {
-            // SAFETY: mapped read-only and private; see Data::Mapped for why it cannot shrink.
-            let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) };
-            Ok(Data::Mapped(map.map_err(|e| io(path, e))?))
-        } else {
-            Ok(Data::Owned(std::fs::read(path).map_err(|e| io(path, e))?))
+        let meta = std::fs::metadata(path).map_err(|e| io(path, e))?;
+        if !meta.is_file() {
+            return Err(Error::input(format!(
+                "{}: not a regular file",
+                path.display()
+            )));
         }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| io(path, e))?;
+        let meta = file.metadata().map_err(|e| io(path, e))?;
+        if !meta.is_file() {
+            return Err(Error::input(format!(
+                "{}: not a regular file",
+                path.display()
+            )));
+        }
+        if meta.len() == 0 {
+            return Ok(Data::Owned(Vec::new()));
+        }
+        // SAFETY: mapped read-only and private; see Data::Mapped for why it cannot shrink.
+        let map = unsafe { memmap2::MmapOptions::new().map(&file) };
+        Ok(Data::Mapped(map.map_err(|e| io(path, e))?))
     }
 }
 
@@ -84,6 +103,9 @@ pub struct Parsed<'a> {
     pub items: Vec<Item<'a>>,
     /// Set when the file ends inside a record: what was read is still good.
     pub truncated: Option<String>,
+    /// The file could not be read at all and was left out of a directory (its warning is
+    /// already printed).
+    pub skipped: bool,
 }
 
 impl Recording {
@@ -148,7 +170,11 @@ impl Recording {
                 items.len()
             )
         });
-        Ok(Parsed { items, truncated })
+        Ok(Parsed {
+            items,
+            truncated,
+            skipped: false,
+        })
     }
 
     /// The frames between two boundaries, checked and decoded once; the frame error that cut
@@ -218,12 +244,36 @@ pub fn record_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Opens every record file under `path`.
-pub fn open_all(path: &Path) -> Result<Vec<Recording>> {
-    record_files(path)?
-        .iter()
-        .map(|p| Recording::open(p))
-        .collect()
+/// Opens every record file under `path`. In a directory, a file that cannot be read (empty,
+/// foreign, not a regular file) is skipped with one warning naming it, and the rest are
+/// read; a directory where no file can be read is an error.
+pub fn open_all(path: &Path) -> Result<(Vec<Recording>, usize)> {
+    let files = record_files(path)?;
+    if files.len() == 1 && files[0] == path {
+        return Ok((vec![Recording::open(path)?], 0));
+    }
+    let mut out = Vec::new();
+    let mut first_error = None;
+    for f in &files {
+        match Recording::open(f) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                eprintln!("mapagent: warning: {e}; skipped");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match (out.is_empty(), first_error) {
+        (true, Some(_)) => Err(Error::input(format!(
+            "{}: none of its {} record files could be read",
+            path.display(),
+            files.len()
+        ))),
+        _ => {
+            let skipped = files.len() - out.len();
+            Ok((out, skipped))
+        }
+    }
 }
 
 #[cfg(test)]

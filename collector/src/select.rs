@@ -12,18 +12,44 @@ pub struct Loaded {
     recordings: Vec<Recording>,
     /// What the user named (a file or a directory).
     pub path: std::path::PathBuf,
+    /// Files of the directory that could not be opened (each already warned about).
+    skipped: usize,
 }
 
 impl Loaded {
     pub fn open(path: &Path) -> Result<Loaded> {
+        let (recordings, skipped) = input::open_all(path)?;
         Ok(Loaded {
-            recordings: input::open_all(path)?,
+            recordings,
+            skipped,
             path: path.to_path_buf(),
         })
     }
 
+    /// Every file, checked. In a directory a damaged file is skipped with one warning (an
+    /// empty Parsed marked `skipped`), so that one bad file does not hide the others.
     pub fn parse(&self) -> Result<Vec<Parsed<'_>>> {
-        self.recordings.iter().map(|r| r.parse()).collect()
+        if self.recordings.len() == 1 && self.skipped == 0 {
+            return Ok(vec![self.recordings[0].parse()?]);
+        }
+        let skipped = || Parsed {
+            items: Vec::new(),
+            truncated: None,
+            skipped: true,
+        };
+        let mut v: Vec<Parsed> = self
+            .recordings
+            .iter()
+            .map(|r| {
+                r.parse().unwrap_or_else(|e| {
+                    eprintln!("mapagent: warning: {e}; skipped");
+                    skipped()
+                })
+            })
+            .collect();
+        // Past the recordings (timelines zips the two): they only make the exit code 2.
+        v.extend((0..self.skipped).map(|_| skipped()));
+        Ok(v)
     }
 
     pub fn recordings(&self) -> &[Recording] {
@@ -32,6 +58,8 @@ impl Loaded {
 }
 
 /// Prints truncation warnings; true if any file was cut short.
+/// Prints the truncation warnings; true if any file was cut short or skipped as damaged (the
+/// command then exits 2 after showing the rest).
 pub fn warn_truncated(parsed: &[Parsed<'_>]) -> bool {
     let mut any = false;
     for p in parsed {
@@ -39,6 +67,7 @@ pub fn warn_truncated(parsed: &[Parsed<'_>]) -> bool {
             eprintln!("mapagent: warning: {w}");
             any = true;
         }
+        any |= p.skipped;
     }
     any
 }
@@ -51,7 +80,7 @@ pub fn timelines<'a>(loaded: &'a Loaded, parsed: &'a [Parsed<'a>]) -> Vec<Timeli
         .filter_map(|(r, p)| {
             let t = Timeline::build(r.path.clone(), p);
             // A lone file gets one line: pick's error names it.
-            if t.is_none() && loaded.recordings.len() > 1 {
+            if t.is_none() && loaded.recordings.len() > 1 && !p.skipped {
                 eprintln!(
                     "mapagent: warning: {}: no process record; skipped",
                     r.path.display()

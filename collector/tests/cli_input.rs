@@ -350,3 +350,70 @@ fn header_only_and_cut_in_the_first_record_for_every_command() {
         }
     }
 }
+
+/// Runs mapagent with `args` and returns (exit code, stderr, max RSS in KiB) from wait4.
+fn run_measured(args: &[&str]) -> (i32, String, i64) {
+    let child = std::process::Command::new(mapagent_bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut err = child.stderr.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut err, &mut text).unwrap();
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, text, ru.ru_maxrss)
+}
+
+/// Issue 11: a FIFO, a 4 GiB sparse file, an empty and a foreign file: one line each, exit 2,
+/// bounded memory, no hang; in a directory they are skipped with a warning each and the good
+/// record is still shown.
+#[test]
+fn fifos_sparse_and_damaged_files_in_a_directory() {
+    let good = real_record_in("cli-dir-mixed-rec");
+    let dir = scratch("cli-dir-mixed");
+    std::fs::copy(&good, dir.join("100.mrec")).unwrap();
+    std::fs::write(dir.join("101.mrec"), b"").unwrap();
+    std::fs::write(
+        dir.join("102.mrec"),
+        b"PERFILE2 not ours at all, not ours at all",
+    )
+    .unwrap();
+    let fifo = dir.join("103.mrec");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let sparse = dir.join("104.mrec");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    for f in [&fifo, &sparse] {
+        let (code, err, rss) = run_measured(&["maps", f.to_str().unwrap()]);
+        assert_eq!(code, 2, "{}: {err}", f.display());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(f.to_str().unwrap()), "{err}");
+        assert!(rss < 64 << 10, "{}: {rss} KiB", f.display());
+    }
+    let d = dir.to_str().unwrap();
+    for cmd in ["maps", "images", "dump"] {
+        let (code, err, rss) = run_measured(&[cmd, d]);
+        assert_eq!(
+            code, 2,
+            "{cmd}: damaged files make it exit 2 after the rest: {err}"
+        );
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("skipped")).collect();
+        assert_eq!(warnings.len(), 4, "{cmd}: one warning per bad file: {err}");
+        assert!(rss < 128 << 10, "{cmd}: {rss} KiB");
+        let o = mapagent(&[cmd, d]);
+        assert!(!o.stdout.is_empty(), "{cmd}: the good record is shown");
+    }
+}

@@ -139,8 +139,10 @@ impl Writer {
             );
         }
         let size = st.st_size as u64;
-        let dir = self.ag.cfg.dir.join("keep");
-        let _ = std::fs::create_dir(&dir);
+        let dir = match keep_dir(&self.ag.cfg.dir) {
+            Ok(d) => d,
+            Err(why) => return (String::new(), keep_status::FAILED, 0, why),
+        };
         let dest = self.ag.cfg.dir.join(&name);
         if dest.exists() {
             return (name, keep_status::ALREADY, size, String::new());
@@ -253,6 +255,29 @@ fn kept_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// MAPAGENT_DIR/keep, made 0700 like the directory itself, and refused unless it is a real
+/// directory of ours that nobody else can write (a planted symlink would send the copies
+/// wherever it points).
+fn keep_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let keep = dir.join("keep");
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&keep);
+    let m = std::fs::symlink_metadata(&keep).map_err(|e| format!("{}: {e}", keep.display()))?;
+    if !m.file_type().is_dir() {
+        return Err(format!(
+            "{}: not a directory (a symlink?); nothing kept",
+            keep.display()
+        ));
+    }
+    if m.uid() != unsafe { libc::geteuid() } || m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{}: not ours, or writable by others; nothing kept",
+            keep.display()
+        ));
+    }
+    Ok(keep)
+}
+
 /// Copies `size` bytes from `fd` into a new file at `dest` (O_EXCL: concurrent keepers of the
 /// same build-id do not clobber each other; a partial copy is removed).
 fn copy_fd(fd: c_int, dest: &std::path::Path, size: u64) -> Result<(), c_int> {
@@ -262,8 +287,8 @@ fn copy_fd(fd: c_int, dest: &std::path::Path, size: u64) -> Result<(), c_int> {
     let out = unsafe {
         libc::open(
             tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            0o644,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            0o600,
         )
     };
     if out < 0 {
@@ -395,8 +420,10 @@ impl Writer {
             format!("keep/{}", Hex(&bid))
         };
         let dest = self.ag.cfg.dir.join(&name);
-        let _ = std::fs::create_dir(self.ag.cfg.dir.join("keep"));
-        let (status, why) = if dest.exists() {
+        let kept_dir = keep_dir(&self.ag.cfg.dir);
+        let (status, why) = if let Err(why) = kept_dir {
+            (keep_status::FAILED, why)
+        } else if dest.exists() {
             (keep_status::ALREADY, String::new())
         } else if kept_bytes(&self.ag.cfg.dir.join("keep")).saturating_add(size)
             > self.ag.cfg.keep_max

@@ -95,9 +95,15 @@ pub fn describe(ag: &Agent) -> Described {
             })
             .unwrap_or(0)
     };
+    // A young fork child may be gone before its collector reads /proc (it does not wait at
+    // _exit): its parent is the one that forked it.
+    let ppid = match field_of(b"PPid:", 0) {
+        0 if ag.origin == mapagent_record::records::origin::FORK as u32 => ag.parent_pid,
+        p => p,
+    };
     Described {
         pid: ag.pid as u32,
-        ppid: field_of(b"PPid:", 0),
+        ppid,
         origin: ag.origin as u8,
         parent_pid: ag.parent_pid,
         origin_ts: ag.origin_ts,

@@ -89,6 +89,11 @@ impl Writer {
         let Ok(kernel) = parse_maps(&buf) else {
             return None;
         };
+        // A process that is exiting (or gone) shows an empty maps: that is not its address
+        // space having been unmapped, and must not be recorded as such.
+        if kernel.is_empty() {
+            return None;
+        }
         self.ids.learn(&kernel);
         let view = keep.then(|| kernel.clone());
         self.write_reconcile(kernel, ts, why, clean);

@@ -188,13 +188,29 @@ pub fn run(path: &Path, json: bool) -> Result<i32> {
     let mut truncated = false;
     let mut empty = Vec::new();
     for f in &files {
-        let r = Recording::open(f)?;
-        if files.len() > 1 && !json {
-            writeln!(out, "# {}", f.display()).ok();
-        }
-        truncated |= dump_file(&r, json, &mut out)?;
-        if r.parse().is_ok_and(|p| p.items.is_empty()) {
-            empty.push(f.display().to_string());
+        // In a directory, a file that cannot be read is skipped with one warning, and the
+        // command exits 2 after showing the others.
+        let dumped = Recording::open(f).and_then(|r| {
+            if files.len() > 1 && !json {
+                writeln!(out, "# {}", f.display()).ok();
+            }
+            let t = dump_file(&r, json, &mut out)?;
+            Ok((t, r.parse().is_ok_and(|p| p.items.is_empty())))
+        });
+        match dumped {
+            Ok((t, is_empty)) => {
+                truncated |= t;
+                if is_empty {
+                    empty.push(f.display().to_string());
+                }
+            }
+            Err(e) if files.len() > 1 => {
+                out.flush().ok();
+                eprintln!("mapagent: warning: {e}; skipped");
+                truncated = true;
+                empty.push(f.display().to_string());
+            }
+            Err(e) => return Err(e),
         }
     }
     out.flush().ok();
