@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CMDLINE="$0${*:+ $*}"
-for v in BENCH_QUICK PG_SECS BENCH_CALLGRIND; do
+for v in BENCH_QUICK PG_SECS BENCH_CALLGRIND BENCH_ROWS; do
     [ -n "${!v:-}" ] && CMDLINE="$v=${!v} $CMDLINE"
 done
 RUNS=${1:-5}
@@ -26,6 +26,7 @@ PAIRS=$(q 100000 2000)   # mmap+munmap pairs, 1 thread (rows 1 and 3)
 T4=$(q 25000 500)        # pairs per thread, 4 threads (row 2): the same 100,000 in all
 DLN=$(q 500 20)          # dlopen+dlclose pairs
 LOOPN=$(q 200 20)        # /bin/true in the bash loop
+FORKN=$(q 100 20)        # forks in row 10
 TRUE_REPS=$(q 10 3)      # spawns per /bin/true cell (median of them; perf and heaptrack: 2, quick 1)
 PG_SECS=${PG_SECS:-$(q 10 2)}
 CALLGRIND=${BENCH_CALLGRIND:-$(q 1 0)}
@@ -38,6 +39,7 @@ CC=${CC:-cc}
 $CC -O2 -o $OUT/mmap_storm scripts/bench/mmap_storm.c -lpthread
 $CC -O2 -o $OUT/dlopen_storm scripts/bench/dlopen_storm.c -ldl
 $CC -O2 -o $OUT/startup scripts/bench/startup.c
+$CC -O2 -o $OUT/fork_storm c-tests/fork_storm.c -ldl -lpthread
 . scripts/bench/common.sh
 . scripts/bench/pg.sh
 trap 'pg_cleanup; rm -rf "$TMP"' EXIT
@@ -93,8 +95,10 @@ m_loop() { wall "$1" 1 bash -c "for i in \$(seq $LOOPN); do /bin/true; done"; }
 m_java() { wall "$1" 1 java -version; }
 m_node() { wall "$1" 1 node -e 0; }
 m_pg() { pg_tps "$1" "$PG_SECS"; }
+m_forks() { value "$1" WALL $OUT/fork_storm "$FORKN"; }
 
-ROWS=(storm1 storm4 untouched zlib crypto true loop java node pg)
+ROWS=(storm1 storm4 untouched zlib crypto true loop java node pg forks)
+[ -n "${BENCH_ROWS:-}" ] && read -r -a ROWS <<<"$BENCH_ROWS"   # e.g. BENCH_ROWS="forks zlib"
 declare -A LABEL=(
     [storm1]="1. 64 KiB mmap + 1-byte write + munmap, $PAIRS pairs, 1 thread (storm wall)"
     [storm4]="2. the same, 4 threads x $T4 pairs (storm wall)"
@@ -106,8 +110,9 @@ declare -A LABEL=(
     [java]="7. \`java -version\`"
     [node]="8. \`node -e 0\`"
     [pg]="9. PostgreSQL 15 pgbench -c 4 -j 2 -T $PG_SECS (tps; higher is better)"
+    [forks]="10. $FORKN forks (each maps a page and \`_exit\`s) while 2 threads mmap/munmap and 1 dlopen/dlclose libz (forks wall)"
 )
-declare -A UNIT=([storm1]=ms [storm4]=ms [untouched]=ns [zlib]=us [crypto]=us [true]=ms
+declare -A UNIT=([forks]=ms [storm1]=ms [storm4]=ms [untouched]=ns [zlib]=us [crypto]=us [true]=ms
     [loop]=ms [java]=ms [node]=ms [pg]=tps)
 
 # What cannot run here is n/a, with the reason as a footnote.
@@ -196,7 +201,7 @@ printf '|---|'; for c in "${CONFIGS[@]}"; do printf -- '---|'; done; echo
 for key in "${ROWS[@]}"; do
     label=${LABEL[$key]}
     case $key in
-        storm1|storm4) label+=" [$NOTE_T]" ;;
+        storm1|storm4|forks) label+=" [$NOTE_T]" ;;
         untouched) label+=" [$NOTE_T][$NOTE_U]" ;;
         zlib|crypto) label+=" [$NOTE_D]" ;;
         true|loop|java|node) label+=" [$NOTE_S]" ;;
