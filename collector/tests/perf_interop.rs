@@ -609,3 +609,58 @@ fn inject_refuses_what_it_cannot_rewrite() {
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("this is a mapagent record, not a perf.data file"));
 }
+
+/// Issue 11: the agent keeps its copies in a directory of its own mode (0700, copies 0600),
+/// and a `keep` planted as a symlink in MAPAGENT_DIR is refused, not followed.
+#[test]
+fn kept_copies_are_private_and_a_planted_keep_symlink_is_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let lib = hot_lib("memfd");
+    let dir = scratch("keep-modes");
+    let run_in = |rec: &Path| {
+        let o = Command::new(loader())
+            .args(["memfd", lib.to_str().unwrap(), "0.05"])
+            .env("LD_PRELOAD", agent())
+            .env("MAPAGENT_DIR", rec)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let rec = dir.join("rec");
+    run_in(&rec);
+    let keep = rec.join("keep");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&keep), 0o700);
+    let kept: Vec<_> = std::fs::read_dir(&keep)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!kept.is_empty(), "the memfd image was kept");
+    for k in &kept {
+        assert_eq!(mode(k), 0o600, "{}", k.display());
+    }
+    // Planted: rec2/keep -> a directory of someone else's choosing.
+    let rec2 = dir.join("rec2");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&rec2).unwrap();
+    std::fs::set_permissions(&rec2, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, rec2.join("keep")).unwrap();
+    run_in(&rec2);
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through it"
+    );
+    let dumps = record_dumps(&rec2);
+    let reasons: Vec<String> = dumps
+        .iter()
+        .flat_map(|(_, r)| r.iter())
+        .filter(|r| r["type"] == "KeptImage")
+        .map(|r| r["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        !reasons.is_empty() && reasons.iter().all(|r| r.contains("not a directory")),
+        "{reasons:?}"
+    );
+}
