@@ -27,6 +27,7 @@ enum Cmd {
     },
     /// Print every record of a file (or every file of a directory), one line each.
     Dump {
+        /// A record file, or a directory of them (every *.mrec in it).
         path: PathBuf,
         /// One JSON object per line.
         #[arg(long)]
@@ -36,17 +37,21 @@ enum Cmd {
     Maps {
         /// A record file or a directory of them.
         path: PathBuf,
+        /// Only this process (the pid /proc showed; a pid that exec'd shows the program it ran at the moment asked for, or last).
         #[arg(long)]
         pid: Option<u32>,
         /// CLOCK_MONOTONIC nanoseconds, +SECONDS after start, or 'end'.
         #[arg(long, default_value = "end", value_parser = At::parse)]
         at: At,
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
     },
     /// The recordings as a perf.data that perf script/report read (MMAP2, COMM, FORK, EXIT).
     Perf {
+        /// A record file, or a directory of them (every *.mrec in it).
         path: PathBuf,
+        /// Where to write it (written beside it and renamed into place; never over an input, a record file, or through a symlink).
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
@@ -55,6 +60,7 @@ enum Cmd {
         /// The recording made by perf record.
         #[arg(short = 'i', long = "input")]
         input: PathBuf,
+        /// Where to write it (written beside it and renamed into place; never over an input, a record file, or through a symlink).
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
         /// The agent's records (a file or directory).
@@ -71,7 +77,9 @@ enum Cmd {
     /// Write /tmp/perf-PID.map files naming code perf sees as anonymous: ELF images copied into
     /// anonymous executable memory, and memfd images (with `inject --memfd-as-anon`).
     PerfMap {
+        /// A record file, or a directory of them (every *.mrec in it).
         path: PathBuf,
+        /// Only this process (the pid /proc showed; a pid that exec'd shows the program it ran at the moment asked for, or last).
         #[arg(long)]
         pid: Option<u32>,
         /// Where to write perf-PID.map (default /tmp, where perf looks).
@@ -81,7 +89,9 @@ enum Cmd {
     /// Which symbols of which image sit on private dirty (copied-on-write) pages, and the
     /// relocations that dirtied them, from a page snapshot (default: the one taken at exit).
     Dirty {
+        /// A record file, or a directory of them (every *.mrec in it).
         path: PathBuf,
+        /// Only this process (the pid /proc showed; a pid that exec'd shows the program it ran at the moment asked for, or last).
         #[arg(long)]
         pid: Option<u32>,
         /// A snapshot label (mapagent_snapshot("LABEL"), "exit", "signal", "interval") or
@@ -91,6 +101,7 @@ enum Cmd {
         /// Only images whose path contains NAME.
         #[arg(long, value_name = "NAME")]
         image: Option<String>,
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
         /// Every sized symbol and section, clean ones too.
@@ -112,6 +123,7 @@ enum Cmd {
         /// Only images whose path contains NAME.
         #[arg(long, value_name = "NAME")]
         image: Option<String>,
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
         /// Unchanged images too, and every changed symbol.
@@ -140,7 +152,9 @@ enum Cmd {
     /// An image's pages as a self-contained HTML page: every page of every segment a cell
     /// coloured clean / dirty / not present; hovering a cell lists its symbols.
     Pages {
+        /// A record file, or a directory of them (every *.mrec in it).
         path: PathBuf,
+        /// Only this process (the pid /proc showed; a pid that exec'd shows the program it ran at the moment asked for, or last).
         #[arg(long)]
         pid: Option<u32>,
         #[arg(long, default_value = "end", value_parser = mapagent::snapshot::Which::parse)]
@@ -148,12 +162,14 @@ enum Cmd {
         /// The image (a substring of its path).
         #[arg(long, value_name = "NAME")]
         image: String,
+        /// Where to write it (written beside it and renamed into place; never over an input, a record file, or through a symlink).
         #[arg(short = 'o', long = "output", default_value = "page-map.html")]
         output: PathBuf,
     },
     /// System V shared memory segments (like ipcs -m, the same on every kernel); with
     /// --record, the shmat/shmdt calls the agent recorded.
     Shm {
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
         /// A recording (file or directory) whose shmat/shmdt calls to list.
@@ -163,6 +179,7 @@ enum Cmd {
     /// The address space from an ELF core dump (kernel or gcore): every mapping, dumped or not,
     /// [heap]/[stack]/[vdso] named, modules with load bias and build-id, sections per mapping.
     Core {
+        /// The core file (gcore's, or the kernel's).
         core: PathBuf,
         /// The executable, when the core cannot name it.
         #[arg(long)]
@@ -170,6 +187,7 @@ enum Cmd {
         /// The agent's records of that process: inodes, aliases, kept copies, SysV names.
         #[arg(long, value_name = "DIR")]
         record: Option<PathBuf>,
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
         /// Write the dumped bytes of the mapping containing ADDR (0x...) or named like NAME.
@@ -181,9 +199,12 @@ enum Cmd {
     /// Memory use over time (the statm columns the agent samples at start, every
     /// MAPAGENT_INTERVAL_MS and at exit), as a table, JSON, or an SVG chart.
     Mem {
+        /// A record file, or a directory of them (every *.mrec in it).
         path: PathBuf,
+        /// Only this process (the pid /proc showed; a pid that exec'd shows the program it ran at the moment asked for, or last).
         #[arg(long)]
         pid: Option<u32>,
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
         /// Also draw the chart into this SVG file.
@@ -193,9 +214,12 @@ enum Cmd {
     /// Watched globals (MAPAGENT_WATCH) over time; with --perf, the values current during
     /// each process's perf samples (record with perf record -k CLOCK_MONOTONIC).
     Watch {
+        /// A record file, or a directory of them (every *.mrec in it).
         path: PathBuf,
+        /// Only this process (the pid /proc showed; a pid that exec'd shows the program it ran at the moment asked for, or last).
         #[arg(long)]
         pid: Option<u32>,
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
         #[arg(long, value_name = "PERF_DATA")]
@@ -210,9 +234,12 @@ enum Cmd {
     },
     /// Every loaded image: load bias, build-id, load and unload times.
     Images {
+        /// A record file, or a directory of them (every *.mrec in it).
         path: PathBuf,
+        /// Only this process (the pid /proc showed; a pid that exec'd shows the program it ran at the moment asked for, or last).
         #[arg(long)]
         pid: Option<u32>,
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
     },
