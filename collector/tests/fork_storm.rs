@@ -67,7 +67,6 @@ fn a_hundred_forks_while_threads_map_and_dlopen_are_all_recorded() {
             );
             // Known gap (issue 10 note): now and then a child's record lacks its baseline
             // Reconcile; not asserted until it is fixed.
-
         }
     }
 }
