@@ -78,15 +78,20 @@ impl AddressSpace {
             .filter(|r| addr < r.end)
     }
 
-    /// Regions overlapping [start, end), clipped to it, in address order.
-    pub fn clipped(&self, start: u64, end: u64) -> Vec<Region> {
-        let mut out = Vec::new();
-        let first = self
-            .regions
+    /// The key to scan from for regions overlapping `start`: the region before it (which may
+    /// straddle it), or `start` itself.
+    fn first_key(&self, start: u64) -> u64 {
+        self.regions
             .range(..start)
             .next_back()
             .map(|(&k, _)| k)
-            .unwrap_or(start);
+            .unwrap_or(start)
+    }
+
+    /// Regions overlapping [start, end), clipped to it, in address order.
+    pub fn clipped(&self, start: u64, end: u64) -> Vec<Region> {
+        let mut out = Vec::new();
+        let first = self.first_key(start);
         for (_, r) in self.regions.range(first..end) {
             if r.end > start {
                 out.push(r.clip(start, end));
@@ -127,12 +132,7 @@ impl AddressSpace {
     /// Marks the mappings of file `ino` in [start, end) shared (what a report that could not
     /// say so left private: see the writer's kernel timeline).
     pub fn mark_shared(&mut self, start: u64, end: u64, ino: u64) {
-        let first = self
-            .regions
-            .range(..start)
-            .next_back()
-            .map(|(&k, _)| k)
-            .unwrap_or(start);
+        let first = self.first_key(start);
         for (_, r) in self.regions.range_mut(first..end) {
             if r.end > start && r.ino == ino && r.is_file() {
                 r.shared = true;
@@ -279,12 +279,7 @@ impl AddressSpace {
 
     /// Removes and returns every region overlapping [start, end).
     fn take_overlapping(&mut self, start: u64, end: u64) -> Vec<Region> {
-        let first = self
-            .regions
-            .range(..start)
-            .next_back()
-            .map(|(&k, _)| k)
-            .unwrap_or(start);
+        let first = self.first_key(start);
         let keys: Vec<u64> = self
             .regions
             .range(first..end)
@@ -298,12 +293,7 @@ impl AddressSpace {
 
     /// Merges mergeable neighbours in and around [start, end), as the kernel's vma_merge does.
     fn merge_around(&mut self, start: u64, end: u64) {
-        let from = self
-            .regions
-            .range(..start)
-            .next_back()
-            .map(|(&k, _)| k)
-            .unwrap_or(start);
+        let from = self.first_key(start);
         let to = self
             .regions
             .range(end..)
